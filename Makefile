@@ -1,0 +1,51 @@
+# hhperc: two commands on a fresh machine.
+#   make reproduce   create .venv, install, regenerate every paper table (default profile)
+#   make test        same install, then notebooks<->library sync, notebook tests, pytest
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.hhperc-installed
+PROFILE ?= default
+EXTRAS ?= dev,lab
+export PYTHONUNBUFFERED := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install reproduce test sync nbtest pytest bench clean-outputs help
+
+help:
+	@echo "make reproduce | make test | make bench"
+
+# Idempotent: reuses .venv when the stamp is newer than pyproject.toml.
+$(STAMP): pyproject.toml setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+reproduce: install
+	$(BIN)/hhperc reproduce --profile $(PROFILE) --keep-going
+	@echo "Report: $(CURDIR)/outputs/$(PROFILE)/report.html"
+
+# Notebooks are the source: exporting must not change the committed library.
+sync: install
+	$(BIN)/nbdev-export
+	@if [ -n "$$(git status --porcelain -- hhperc)" ]; then \
+	  echo "nbdev-export changed hhperc/: notebooks and library are out of sync:"; \
+	  git status --porcelain -- hhperc; exit 1; fi
+
+nbtest: install
+	$(BIN)/nbdev-test --n-workers 2 --timing
+
+pytest: install
+	$(BIN)/pytest tests/ -q
+
+test: sync nbtest pytest
+
+bench: install
+	$(BIN)/python -m hhperc.bench
+
+clean-outputs:
+	rm -rf outputs/smoke outputs/default
