@@ -45,7 +45,7 @@ pytest: install
 test: sync nbtest pytest
 
 bench: install
-	$(BIN)/python -m hhperc.bench
+	$(BIN)/python bench/run.py $(BENCH)
 
 clean-outputs:
 	rm -rf outputs/smoke outputs/default
