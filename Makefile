@@ -11,7 +11,7 @@ EXTRAS ?= dev,lab
 export PYTHONUNBUFFERED := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install reproduce test sync nbtest pytest bench clean-outputs help
+.PHONY: install reproduce test sync nbtest browser pytest bench clean-outputs help
 
 help:
 	@echo "make reproduce | make test | make bench"
@@ -42,7 +42,13 @@ nbtest: install
 pytest: install
 	$(BIN)/pytest tests/ -q
 
-test: sync nbtest pytest
+# The report's browser test needs Debian's chromium; install it when we can (root + apt-get), else the test skips.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "chromium not installed: the browser test will be skipped"; }
+
+test: sync nbtest browser pytest
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH)
