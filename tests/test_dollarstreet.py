@@ -1,0 +1,122 @@
+"""Study A's data side: Dollar Street readers, the synthetic households, the balanced selection, ds_dataset."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hhperc.formats import FormatError
+from hhperc.formats_dollarstreet import (ANNOTATION_COLUMNS, METADATA_COLUMNS, REGIONS, TOPICS, read_annotation_table,
+                                         read_dollar_street, write_annotation_table, write_dollar_street)
+from hhperc.dollarstreet import select_study_images, study_table, DS_ANNOTATIONS
+from hhperc.synth_households import make_households
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The smoke households world, with rendered images (a few of them broken)."""
+    return make_households(tmp_path_factory.mktemp("hh") / "w", "smoke", seed=0, images=True)
+
+
+def test_selection_balanced_and_deterministic(world):
+    raw = read_dollar_street(world["metadata_dir"])
+    sel, log = select_study_images(raw, seed=0, images_root=world["images_dir"])
+    cells = sel.groupby(["topic", "region", "income_quartile"]).size()
+    assert cells.groupby(level=0).size().eq(16).all()            # every region x quartile present
+    assert cells.groupby(level=0).nunique().eq(1).all()           # and equal within each topic
+    assert not sel["id"].duplicated().any()                       # no image in two topics
+    assert set(sel["topic"]) == set(TOPICS) and len(sel) == 160
+    assert len(sel) + len(log) == len(raw)                        # every raw row is kept or logged
+    assert {"topic", "image", "two topics", "balance"} <= set(log["step"])
+    again, log2 = select_study_images(raw.sample(frac=1, random_state=1), seed=0, images_root=world["images_dir"])
+    pd.testing.assert_frame_equal(sel, again)
+    pd.testing.assert_frame_equal(log.sort_values(["step", "id", "topic"]).reset_index(drop=True),
+                                  log2.sort_values(["step", "id", "topic"]).reset_index(drop=True))
+    other, _ = select_study_images(raw, seed=5, images_root=world["images_dir"])
+    assert len(other) == len(sel) and set(other["id"]) != set(sel["id"])
+    # the released-table schema of the world is that selection
+    table = read_annotation_table(world["annotation_table"])
+    assert sorted(table["id"]) == sorted(sel["id"])
+
+
+def test_readers_round_trip(world, tmp_path):
+    raw = read_dollar_street(world["metadata_dir"])
+    write_dollar_street(raw, tmp_path / "meta")
+    back = read_dollar_street(tmp_path / "meta")
+    assert back.attrs["report"].skipped == 0
+    key = ["topic", "id"]
+    pd.testing.assert_frame_equal(raw[METADATA_COLUMNS].sort_values(key).reset_index(drop=True),
+                                  back[METADATA_COLUMNS].sort_values(key).reset_index(drop=True), check_dtype=False)
+    t = read_annotation_table(world["annotation_table"])
+    assert list(t.columns[:8]) == ANNOTATION_COLUMNS and "ml_label_scores" in t.columns
+    write_annotation_table(t, tmp_path / "t.csv")
+    pd.testing.assert_frame_equal(t, read_annotation_table(tmp_path / "t.csv"))
+
+
+def test_bad_records_counted(world, tmp_path):
+    raw = read_dollar_street(world["metadata_dir"])                 # the world writes a few bad rows itself
+    assert raw.attrs["report"].skipped >= 2
+    t = read_annotation_table(world["annotation_table"]).head(6).copy()
+    t["income"] = t["income"].astype(object)
+    t.loc[t.index[0], "income"] = float("nan"); t.loc[t.index[1], "income"] = -3
+    t.loc[t.index[2], "region"] = "Oceania"; t.loc[t.index[3], "human_labels"] = ""
+    t.to_csv(tmp_path / "bad.csv", index=False)
+    r = read_annotation_table(tmp_path / "bad.csv")
+    rep = r.attrs["report"]
+    assert len(r) == 2 and rep.skipped == 4
+    assert rep.reasons == {"income": 2, "unknown region": 1, "missing field": 1}
+
+
+def test_wrong_file_is_one_clear_error(tmp_path, world):
+    coco = tmp_path / "coco_ab.json"
+    coco.write_text(json.dumps([{"image_id": 1, "worker_id": "A", "actionHistories": []}]))
+    with pytest.raises(FormatError) as e:
+        read_annotation_table(coco)
+    assert str(coco) in str(e.value) and "human_labels" in str(e.value)
+    with pytest.raises(FormatError, match="missing"):
+        read_annotation_table(Path(world["metadata_dir"]) / "kitchens.csv")
+    with pytest.raises(FormatError):
+        read_dollar_street(coco)
+
+
+def test_select_cli(cli, world, tmp_path):
+    out = tmp_path / "sel.csv"
+    r = cli("select", "--metadata", world["metadata_dir"], "--images", world["images_dir"], "--out", out, "--seed", "0")
+    assert "selected" in r.stdout
+    sel = pd.read_csv(out, dtype={"id": str})
+    assert len(sel) == 160 and not sel["id"].duplicated().any()
+    assert (tmp_path / "sel.log.csv").is_file()
+    bad = cli("select", "--metadata", tmp_path / "nowhere", "--out", out, check=False)
+    assert bad.returncode == 2 and "nowhere" in bad.stderr
+
+
+def test_study_table_resolution(tmp_path):
+    from hhperc.reproduce import paper_run
+    run = paper_run("smoke", str(tmp_path / "out"), "", [f"run.cache={tmp_path / 'cache'}"], "t")
+    df, mode, src = study_table(run)                       # nothing given: the synthetic households
+    assert mode == "synthetic" and len(df) == 160 and set(df["region"]) == set(REGIONS)
+    mine = tmp_path / "mine.csv"
+    write_annotation_table(df.head(20), mine)
+    df2, mode2, src2 = study_table(run, str(mine))         # the notebook parameter wins
+    assert mode2 == "real" and len(df2) == 20 and src2 == str(mine)
+    run2 = paper_run("smoke", str(tmp_path / "out"), "", [f"run.cache={tmp_path / 'cache'}", f"data.annotation_table={mine}"], "t")
+    assert study_table(run2)[1] == "real"
+    d = Path(run.out) / "data"; d.mkdir(parents=True, exist_ok=True)   # ds_dataset's output in the same folder
+    write_annotation_table(df.head(30), d / DS_ANNOTATIONS)
+    (d / "ds_annotations.json").write_text(json.dumps({"mode": "synthetic+tiny"}))
+    df3, mode3, _ = study_table(run)
+    assert mode3 == "synthetic+tiny" and len(df3) == 30
+
+
+def test_ds_dataset_notebook(run_paper, tmp_path):
+    out = run_paper("ds_dataset", tmp_path / "out")
+    t = pd.read_csv(out / "tables" / "ds_dataset.csv")
+    assert set(t["mode"]) == {"synthetic"}
+    n = t[(t.row == "all") & (t.variant == "count") & (t.metric == "images")]
+    assert n["value"].iloc[0] == 160 and n["paper"].iloc[0] == 1886
+    per_region = t[(t.variant == "count") & t.row.isin(REGIONS)]
+    assert per_region["value"].eq(40).all()
+    assert (out / "figures" / "ds_dataset_income.png").is_file()
+    ann = read_annotation_table(out / "data" / DS_ANNOTATIONS)
+    assert len(ann) == 160
+    assert json.loads((out / "data" / "ds_annotations.json").read_text())["mode"] == "synthetic+tiny"
