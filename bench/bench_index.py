@@ -119,6 +119,8 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=1_280_000)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one, removed)")
+    if argv is None:   # run directly: the command line; from bench/run.py (make bench): the defaults
+        argv = sys.argv[1:] if __name__ == "__main__" else []
     a = ap.parse_args(argv)
     work = Path(a.keep or tempfile.mkdtemp(prefix="bench_index_"))
     work.mkdir(parents=True, exist_ok=True)
