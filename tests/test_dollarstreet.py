@@ -120,3 +120,44 @@ def test_ds_dataset_notebook(run_paper, tmp_path):
     ann = read_annotation_table(out / "data" / DS_ANNOTATIONS)
     assert len(ann) == 160
     assert json.loads((out / "data" / "ds_annotations.json").read_text())["mode"] == "synthetic+tiny"
+
+
+# ---- fuzz: broken records are skipped and counted with the right reason, never a crash ----
+from hypothesis import given, settings as hsettings, strategies as st, HealthCheck
+
+_income = st.one_of(st.floats(0, 20000, allow_nan=False).map(lambda x: (str(round(x, 2)), None)),
+                    st.sampled_from([("nan", "income"), ("", "income"), ("abc", "income"), ("-12", "income"), ("inf", "income")]))
+_region = st.one_of(st.sampled_from([(r, None) for r in REGIONS] + [("americas", None), (" Asia ", None)]),
+                    st.sampled_from([("Oceania", "unknown region"), ("", "unknown region"), ("42", "unknown region")]))
+_ident = st.one_of(st.text("abcdef0123456789", min_size=4, max_size=12).map(lambda s: (s, None)),
+                   st.just(("", "missing field")))
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_ident, _income, _region), min_size=1, max_size=12))
+def test_fuzz_annotation_table(tmp_path, rows):
+    ids = [f"{i}-{k}" if i else "" for k, ((i, _), _, _) in enumerate(rows)]   # unique when present
+    df = pd.DataFrame({"id": ids, "category": "kitchens", "country": "X", "income": [v for _, (v, _), _ in rows],
+                       "region": [v for _, _, (v, _) in rows], "human_labels": "pot", "ml_captions": "a pot", "ml_labels": ""})
+    p = tmp_path / "fuzz.csv"; df.to_csv(p, index=False)
+    t = read_annotation_table(p)
+    rep = t.attrs["report"]
+    expected = {}
+    for (_, e1), (_, e2), (_, e3) in rows:
+        reason = e1 or e2 or e3
+        if reason: expected[reason] = expected.get(reason, 0) + 1
+    assert rep.ok + rep.skipped == len(rows) and len(t) == rep.ok
+    assert rep.reasons == expected, (rep.reasons, expected)
+
+
+@hsettings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(1, 400), junk=st.binary(max_size=40))
+def test_fuzz_truncated_metadata(tmp_path, world, cut, junk):
+    src = (Path(world["metadata_dir"]) / "kitchens.csv").read_bytes()
+    p = tmp_path / "kitchens.csv"; p.write_bytes(src[:cut] + junk)
+    try:
+        df = read_dollar_street(p)
+    except FormatError as e:
+        assert str(p) in str(e)
+        return
+    assert len(df) == df.attrs["report"].ok
