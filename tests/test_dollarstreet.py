@@ -161,3 +161,21 @@ def test_fuzz_truncated_metadata(tmp_path, world, cut, junk):
         assert str(p) in str(e)
         return
     assert len(df) == df.attrs["report"].ok
+
+
+def test_selection_on_mlcommons_schema(world, tmp_path):
+    """The same images written in the MLCommons schema select the same set."""
+    from hhperc.dollarstreet import read_metadata
+    raw = read_dollar_street(world["metadata_dir"])
+    codes = {"Africa": "af", "Asia": "as", "Europe": "eu", "The Americas": "am"}
+    ml = raw.groupby("id", sort=True).agg(topics=("topic", list), region=("region", "first"), country=("country", "first"),
+                                          income=("income", "first"), media=("media_type", "first")).reset_index()
+    ml = pd.DataFrame({"id": ml["id"], "country.id": "xx", "country.name": ml["country"], "region.id": ml["region"].map(codes),
+                       "type": ml["media"].map({"img": "image", "video": "video"}), "imageRelPath": ml["id"] + ".jpg",
+                       "topics": ml["topics"].map(str), "place": "home", "income": ml["income"]})
+    ml.to_csv(tmp_path / "mlcommons.csv", index=False)
+    m = read_metadata(tmp_path / "mlcommons.csv", world["images_dir"])
+    assert "image" in m.columns and m.attrs["report"].skipped == 0
+    a, _ = select_study_images(raw, seed=0, images_root=world["images_dir"])
+    b, _ = select_study_images(m, seed=0, images_root=world["images_dir"])
+    assert sorted(a["id"]) == sorted(b["id"])
