@@ -1,0 +1,114 @@
+"""Study B (LUAB): targets through v2 augmentation, DDP replicas, the CLI, and the paper notebooks at smoke size."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from hhperc.luab import (keypoints_to_target, mean_point, point_target, points_to_keypoints, train_transform,
+                         transform_with_points)
+
+
+def test_v2_path_agrees_with_point_target_on_10000_crops():
+    """The key point through v2 RandomResizedCrop(scale 0.08-1) + optional flip equals the FORMATS.md closed form."""
+    gen = np.random.default_rng(123)
+    rrc = v2.RandomResizedCrop(224, scale=(0.08, 1.0), interpolation=v2.InterpolationMode.BICUBIC)
+    torch.manual_seed(123)
+    inside = 0
+    for _ in range(10_000):
+        W, H = int(gen.integers(16, 1200)), int(gen.integers(16, 1200))
+        pts = gen.uniform(0, 1, size=(int(gen.integers(1, 5)), 2))
+        kp = points_to_keypoints(mean_point(pts)[None], (W, H))
+        p = rrc.make_params([kp])
+        flip = bool(gen.integers(0, 2))
+        out = TF.resized_crop(kp, p["top"], p["left"], p["height"], p["width"], [224, 224])
+        if flip:
+            out = TF.horizontal_flip(out)
+        got, gw = keypoints_to_target(out)
+        ref, rw = point_target(pts, (p["top"], p["left"], p["height"], p["width"]), flip, (W, H))
+        assert gw.item() == rw, (W, H, pts, p, flip)
+        if rw:
+            inside += 1
+            np.testing.assert_allclose(got[0].numpy(), ref, atol=1e-5)
+        else:
+            assert got[0].tolist() == [-1.0, -1.0]
+    assert 1000 < inside < 10_000
+
+
+def test_full_pipeline_keeps_image_and_click_together():
+    """A bright patch at the click stays under the transformed click (crop, bicubic resize, flip, any order of draws)."""
+    gen = np.random.default_rng(0)
+    torch.manual_seed(0)
+    pipe = v2.Compose([v2.RandomResizedCrop(64, scale=(0.08, 1.0), interpolation=v2.InterpolationMode.BICUBIC),
+                       v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), v2.ToDtype(torch.float32)])
+    checked = 0
+    for _ in range(200):
+        W, H = 200, 150
+        a = torch.zeros(3, H, W)
+        px, py = int(gen.integers(10, W - 10)), int(gen.integers(10, H - 10))
+        a[:, py - 2:py + 3, px - 2:px + 3] = 1.0
+        im, xy, w = transform_with_points(pipe, tv_tensors.Image(a), [[(px + 0.5) / W, (py + 0.5) / H]])
+        if w.item() and 0.1 < xy[0, 0] < 0.9 and 0.1 < xy[0, 1] < 0.9:
+            iy, ix = divmod(int(im[0].argmax()), im.shape[-1])
+            assert abs((ix + 0.5) / 64 - xy[0, 0]) < 0.08 and abs((iy + 0.5) / 64 - xy[0, 1]) < 0.08
+            checked += 1
+    assert checked > 20
+
+
+def test_ddp_two_cpu_processes_agree():
+    """Two gloo replicas trained under DDP end with identical parameters (that moved from their start)."""
+    from hhperc.luab_train import TrainConfig, spawn_ddp_check
+    cfg = TrainConfig(arch="resnet18", variant="luab", num_classes=4, image_size=16, epochs=1, batch_size=4, lr=0.05, device="cpu")
+    flats = spawn_ddp_check(2, cfg, n=16, size=16)
+    assert len(flats) == 2 and torch.equal(flats[0], flats[1])
+    torch.manual_seed(0)
+    start = torch.cat([p.detach().flatten() for p in cfg.model().parameters()])
+    assert not torch.equal(start, flats[0])
+
+
+def test_cli_train_resume_eval(tmp_path, capsys):
+    from hhperc.luab_train import luab_main
+    out = tmp_path / "run"
+    args = ["train", "--synthetic", "--out", str(out), "--arch", "resnet18", "--variant", "luab", "--epochs", "1",
+            "--profile", "smoke", "--set", f"run.cache={tmp_path / 'cache'}", "--set", "run.device=cpu", "--no-progress"]
+    assert luab_main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert 0 <= m["val_top1"] <= 100 and 0.5 < m["click_coverage"] <= 1
+    mtime = (out / "last.pt").stat().st_mtime_ns
+    assert luab_main(args) == 0                                  # finished run: resumed, nothing retrained
+    assert (out / "last.pt").stat().st_mtime_ns == mtime
+    capsys.readouterr()
+    assert luab_main(["eval", "--checkpoint", str(out / "last.pt"), "--data", str(out / "synthetic" / "imagenet" / "val"),
+                      "--profile", "smoke"]) == 0
+    assert 0 <= json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top1"] <= 100
+
+
+def test_cli_bad_input_is_one_clear_error(tmp_path, capsys):
+    from hhperc.luab_train import luab_main
+    rc = luab_main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--profile", "smoke"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nope" in err and "ImageFolder" in err
+
+
+def test_unknown_metrics_are_not_invented():
+    from hhperc.luab_eval import UNKNOWN_METRICS, unknown_metric_rows
+    rows = unknown_metric_rows(["ResNet50"], ["base", "LUAB"], ["V^min", "V^avg", "Cocc"])
+    assert all(np.isnan(r["value"]) and "not computed" in r["note"] for r in rows)
+    assert {"V^min", "V^avg", "Cocc"} <= set(UNKNOWN_METRICS)
+
+
+@pytest.mark.slow
+def test_paper_notebooks_smoke(run_paper, tmp_path):
+    out = run_paper("luab_imagenet", tmp_path / "imagenet", archs="resnet18")
+    t = pd.read_csv(out / "tables" / "luab_imagenet.csv")
+    assert set(t["variant"]) == {"base", "Rand", "LUAB"} and set(t["mode"]) == {"synthetic"}
+    assert {"top-1", "BGC-gap", "mixed_same", "mixed_rand", "only_fg"} <= set(t["metric"]) and t["paper"].isna().all()
+    assert (out / "figures" / "luab_imagenet_bg_gap.png").exists()
+    out = run_paper("luab_coco", tmp_path / "coco", archs="vit_tiny")
+    t = pd.read_csv(out / "tables" / "luab_coco.csv")
+    assert set(t["row"]) == {"ViT-Ti"} and t[t.metric == "mAP"]["value"].between(0, 100).all()
+    assert t[t.metric.isin(["V^min", "V^avg"])]["value"].isna().all()
