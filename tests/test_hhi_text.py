@@ -1,0 +1,129 @@
+"""Study C text pipeline: formats, synthetic world, extraction, filters, weights, CLI and the pHHI paper notebook."""
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hhperc.formats import FormatError
+from hhperc.formats_hhi import read_phhi, read_waldo_wenda, read_whos_waldo, read_imsitu_hhi, write_whos_waldo_sample
+from hhperc import hhi
+
+
+def test_prompt_formats():
+    labels = ["_ hugging _", "_ shaking hands with _", "_ helping _ up"]
+    p = hhi.stage_a_prompt(labels, seed=0)
+    lines = p.splitlines()
+    assert len(lines) == 10 and p.endswith("\n")
+    assert set(lines) <= {"Alex hugging Bailey", "Alex shaking hands with Bailey", "Alex helping Bailey up"}
+    q = hhi.stage_b_prompt([("Alex hugging Bailey", "Alex hugs Bailey."), ("Alex kissing Bailey", "Alex kisses Bailey.")],
+                           "Alex waving to Bailey")
+    assert q == ("Caption of image showing Alex hugging Bailey:\nAlex hugs Bailey.\n\n"
+                 "Caption of image showing Alex kissing Bailey:\nAlex kisses Bailey.\n\n"
+                 "Caption of image showing Alex waving to Bailey:\n")
+    assert hhi.STAGE_A_SAMPLING["no_repeat_ngram_size"] == 3 and hhi.STAGE_A_SAMPLING["max_new_tokens"] == 200
+    assert hhi.STAGE_A_SAMPLING["temperature"] == 1.0 and hhi.STAGE_B_SAMPLING["temperature"] == 0.7
+
+
+@pytest.mark.parametrize("line,reason", [
+    ("Alex hugging Bailey", None),
+    ("Bailey hugging Alex", "not 'Alex ... Bailey'"),
+    ("Alex hugging Alex and Bailey", "a name twice"),
+    ("Alex near Bailey", "no 'ing'"),
+])
+def test_stage_a_rules(line, reason):
+    assert hhi.stage_a_reason(line) == reason
+
+
+def test_stage_b_rule():
+    assert hhi.filter_stage_b("Alex hugs Bailey.\n\nCaption of", ["Alex", "Bailey"]) == "Alex hugs Bailey."
+    assert hhi.filter_stage_b("Alex smiles.", ["Alex", "Bailey"]) is None
+
+
+@pytest.mark.parametrize("raw,label,reason", [
+    ("Alex hugging Bailey", "_ hugging _", None),
+    ("Alex and Bailey shaking hands", "_ shaking hands with _", None),
+    ("Alex and Bailey at the gala", "_ at the gala with _", "no verb"),
+    ("Alex posing for a picture with Bailey", "_ posing for a picture with _", "photo/image/picture"),
+    ("Alex hugging Bailey and Charlie", "_ hugging _ and _", "more than two names"),
+    ("Alex hugging", "_ hugging", "not the form"),
+])
+def test_filter_rules(raw, label, reason):
+    got = hhi.normalise_interaction(raw, ["Alex", "Bailey", "Charlie"])
+    assert got == label and hhi.filter_reason(got) == reason
+    assert hhi.is_valid_interaction(got) == (reason is None)
+
+
+def test_filter_pairs_counts_and_nli_rule(monkeypatch):
+    pairs = pd.DataFrame(dict(interaction=["Alex hugging Bailey", "Alex posing for a photo with Bailey", "Alex kissing Bailey at noon"],
+                              caption=["Alex hugs Bailey.", "x", "Alex kisses Bailey at noon."], names=[["Alex", "Bailey"]] * 3))
+    kept, c = hhi.filter_pairs(pairs)
+    assert kept.target.tolist() == ["_ hugging _", "_ kissing _ at noon"] and c["photo/image/picture"] == 1
+    kept, _ = hhi.filter_pairs(pairs, strip_pps=True)
+    assert kept.target.tolist() == ["_ hugging _", "_ kissing _"]
+
+    # the entailment rule: P(entail) = 0.9 for the first pair, 0.2 for the others
+    monkeypatch.setattr(hhi, "nli_entailment", lambda nli, p, h, batch_size=16: np.array([0.9, 0.2, 0.2]))
+    kept, c = hhi.filter_pairs(pairs, nli=object())
+    assert kept.target.tolist() == ["_ hugging _"] and c["not entailed"] == 2
+
+
+def test_weight_formula():
+    labels = ["_ a _"] * 3 + ["_ b _"]
+    caps = ["x", "x", "y", "z"]
+    w = hhi.phhi_weights(labels, caps)
+    base = np.array([3 ** -0.25] * 3 + [1.0])
+    base /= base.mean()
+    np.testing.assert_allclose(w, base / np.array([2, 2, 1, 1]))
+    with pytest.raises(ValueError):
+        hhi.phhi_weights(["a"], [])
+
+
+def test_extractor_on_synthetic_benchmark():
+    ho = hhi.heldout_captions(300, seed=5)
+    sc = hhi.label_scores(hhi.extractor_predictions(ho.caption.tolist()), ho.label.tolist())
+    assert 0.55 < sc["exact_match"] < 0.95 and sc["coverage"] < 1
+
+
+def test_world_round_trip_and_bad_records(tmp_path):
+    from hhperc.synth_interactions import make_interactions
+    w = make_interactions(tmp_path / "w", "smoke", seed=1)
+    ww = read_whos_waldo(w["whos_waldo"])
+    assert len(ww) == 60 and ww.attrs["report"].skipped == 0
+    assert len(read_waldo_wenda(w["waldo_wenda_csv"])) == 10 and len(read_imsitu_hhi(w["imsitu_list"])) == 12
+    d = Path(w["whos_waldo"]) / "data"
+    (d / "000001" / "coreferences.json").write_text("[[[0, 6]")                 # truncated JSON
+    (d / "000002" / "caption.txt").unlink()                                        # missing caption
+    (d / "._000003").write_text("junk")
+    ww = read_whos_waldo(w["whos_waldo"])
+    r = ww.attrs["report"]
+    assert len(ww) == 58 and r.reasons == {"bad json": 1, "missing caption.txt": 1, "junk file": 1}
+    with pytest.raises(FormatError, match="Who's Waldo"):
+        read_whos_waldo(w["waldo_wenda_csv"])
+    with pytest.raises(FormatError, match="pHHI"):
+        read_phhi(w["waldo_wenda_csv"])
+
+
+def test_cli_extract_and_pairs(cli, tmp_path):
+    r = cli("hhi", "extract", "--caption", "[NAME], the mayor, shakes hands with [NAME] in Oslo.")
+    assert "_ shaking hands with _" in r.stdout
+    out = tmp_path / "pairs.csv"
+    r = cli("hhi", "pairs", "--profile", "smoke", "--out", out, "--n", 50)
+    df = pd.read_csv(out)
+    assert "grammar" in r.stdout and len(df) > 30 and df.target.map(hhi.is_valid_interaction).all()
+
+
+def test_paper_notebook_smoke(run_paper, tmp_path):
+    out = run_paper("hhi_pseudolabels", tmp_path / "out")
+    ph = read_phhi(out / "data" / "phhi.csv")
+    assert len(ph) > 0 and ph.attrs["report"].skipped == 0
+    assert ph.pseudolabel.map(hhi.is_valid_interaction).all()
+    t = pd.read_csv(out / "tables" / "hhi_pseudolabels.csv")
+    assert set(t["mode"]) == {"synthetic+tiny"}
+    assert {"held-out synthetic captions", "weights", "top verbs", "pseudo-labels"} <= set(t["row"])
+    # resume: a given summariser skips training and gives the same labels
+    out2 = run_paper("hhi_pseudolabels", tmp_path / "out2", summarizer=str(out / "data" / "hhi_summarizer"))
+    ph2 = read_phhi(out2 / "data" / "phhi.csv")
+    assert ph2.pseudolabel.tolist() == ph.pseudolabel.tolist()
