@@ -1,0 +1,69 @@
+"""Benchmark of study A's prediction protocol: joblib over all cores vs a plain sequential loop, same run.
+
+On the 1,886-row synthetic households table (embeddings from the bundled MiniLM, cached), the region study
+(RUSBoost + GridSearchCV, 7 combinations x 2 seeds, a reduced grid so the sequential loop takes about a
+minute on two cores) is run twice: `hhperc.predict.run_prediction(n_jobs=all cores)` and a plain loop over
+`fit_unit`. Prints `metric: value` lines, checks that both give identical predictions, and the ratio.
+Environment: HHPERC_BENCH_CACHE (cache folder; default: settings [run] cache), HHPERC_BENCH_SEEDS (2),
+HHPERC_BENCH_TREES (6).
+"""
+import os
+import time
+
+
+def main() -> int:
+    import numpy as np
+    from hhperc.config import Cache, load_settings
+    from hhperc.formats_dollarstreet import read_annotation_table
+    from hhperc.synth_households import make_households
+    from hhperc.similarity import check_annotation_table, study_embeddings, finetune_recipe, split_indices
+    from hhperc.predict import COMBINATIONS, feature_matrix, fit_unit, run_prediction, resolve_jobs
+
+    st = load_settings()
+    cache = Cache(os.environ.get("HHPERC_BENCH_CACHE") or st.cache_dir)
+    root = cache.path("bench_households", "v1", 1886, 0)
+    if not (root / "annotations.csv").exists():
+        make_households(root, scale=1886, seed=0, images=False)
+    df = check_annotation_table(read_annotation_table(root / "annotations.csv"))
+    t = time.perf_counter()
+    emb, info = study_embeddings(df, "bundled", finetune_recipe(epochs=0), cache=cache, log=lambda *a: None)
+    t_emb = time.perf_counter() - t
+
+    seeds = list(range(int(os.environ.get("HHPERC_BENCH_SEEDS", 2))))
+    grid = {"n_estimators": [int(os.environ.get("HHPERC_BENCH_TREES", 6))], "learning_rate": [0.5, 1.0]}
+    folds, combos, jobs = 2, list(COMBINATIONS), resolve_jobs(-1)
+    print(f"rows: {len(df)}")
+    print(f"embedding_s: {t_emb:.1f} (cached: {info['cached']})")
+    print(f"cores: {jobs}")
+    print(f"units: {len(combos) * len(seeds)} (7 combinations x {len(seeds)} seeds; grid {grid}, {folds} folds)")
+
+    # the plain sequential loop of the same protocol
+    train, test = split_indices(df)
+    y = df["region"].astype(str).to_numpy()
+    t = time.perf_counter()
+    seq = {}
+    for c in combos:
+        X = feature_matrix(emb, c)
+        for s in seeds:
+            seq[(c, s)] = fit_unit("region", X, y, train, test, grid, folds, s)["pred"]
+    t_seq = time.perf_counter() - t
+
+    t = time.perf_counter()
+    par = run_prediction("region", emb, df, combos, seeds, grid, folds, n_jobs=jobs)
+    t_par = time.perf_counter() - t
+
+    same = seq.keys() == par.preds.keys() and all(np.array_equal(seq[k], par.preds[k]) for k in seq)
+    f1 = np.mean([np.mean(seq[("C", s)] == y[test]) for s in seeds])
+    print(f"sequential_s: {t_seq:.1f}")
+    print(f"parallel_s: {t_par:.1f}")
+    print(f"speedup_vs_sequential: {t_seq / t_par:.2f}x (target >= 1.7x on 2 cores)")
+    print(f"identical_results: {same}")
+    print(f"accuracy_C_check: {f1:.3f}")
+    if not same:
+        print("ERROR: parallel and sequential predictions differ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

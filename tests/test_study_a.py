@@ -1,0 +1,76 @@
+"""Study A analysis: similarity, region and income notebooks at the smoke profile; parallel == sequential;
+a table in the released schema alone (no images, no detector, no captioner) is enough."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from hhperc import tables as T
+
+
+@pytest.fixture(scope="module")
+def households(tmp_path_factory):
+    "A small synthetic households annotation table (160 images, no images rendered)."
+    from hhperc.synth_households import make_households
+    from hhperc.formats_dollarstreet import read_annotation_table
+    from hhperc.similarity import check_annotation_table
+    root = tmp_path_factory.mktemp("hh")
+    p = make_households(root, scale=160, seed=0, images=False)["annotation_table"]
+    return p, check_annotation_table(read_annotation_table(p), str(p))
+
+
+def test_parallel_equals_sequential(households, tmp_path):
+    from hhperc.config import Cache
+    from hhperc.similarity import study_embeddings, finetune_recipe
+    from hhperc.predict import run_prediction
+    _, df = households
+    emb, _ = study_embeddings(df, "tiny", finetune_recipe(epochs=0), cache=Cache(tmp_path))
+    for task in ("region", "income"):
+        kw = dict(combos=["O", "C", "O+C+H"], seeds=[0, 1, 2], grid="tiny", folds=2)
+        seq = run_prediction(task, emb, df, n_jobs=1, **kw)
+        par = run_prediction(task, emb, df, n_jobs=2, **kw)
+        assert seq.same_as(par), task
+        assert par.n_jobs == 2 and seq.n_jobs == 1
+
+
+def _check(out, name, rows, metrics, mode_prefix):
+    tab = T.read_table(out / "tables" / f"{name}.csv")
+    assert set(rows) <= set(tab["row"]), (name, sorted(set(tab["row"])))
+    assert set(metrics) <= set(tab["metric"])
+    assert tab["mode"].str.startswith(mode_prefix).all() and (tab["mode"] != "real").all()
+    assert tab["paper"].isna().all(), "published figures only beside real reproductions"
+    return tab
+
+
+def test_ds_notebooks_smoke(run_paper, tmp_path):
+    out = run_paper("ds_similarity", tmp_path, sentence_model="tiny")
+    sim = _check(out, "ds_similarity", ["O~C", "O~H", "C~H", "C~H [pretrained]"], ["cosine_mean", "cosine_std"], "synthetic")
+    assert {"overall", "Africa", "kitchens"} <= set(sim["variant"])
+    assert (out / "tables" / "ds_lowlevel.csv").exists() and (out / "figures" / "ds_similarity_by_region.png").exists()
+    out = run_paper("ds_region", tmp_path, sentence_model="tiny")
+    reg = _check(out, "ds_region", ["O", "C", "H", "O+C", "O+H", "C+H", "O+C+H"], ["f1_weighted", "f1_macro", "f1"], "synthetic")
+    assert {"overall", "action", "non-action", "Africa"} <= set(reg["variant"])
+    assert (reg.query("metric == 'f1_weighted' and variant == 'overall'")["n"].dropna() >= 1).all()
+    assert any(" vs " in r for r in reg["row"])
+    out = run_paper("ds_income", tmp_path, sentence_model="tiny")
+    inc = _check(out, "ds_income", ["O", "O+C", "train-mean"], ["rmse", "r2"], "synthetic")
+    assert (inc.query("metric == 'rmse'")["value"] > 0).all()
+    for f in ("ds_region_f1.png", "ds_income_rmse.png"): assert (out / "figures" / f).exists()
+
+
+def test_released_schema_only(households, run_paper, tmp_path):
+    "Exactly the 8 released columns (no confidence column), given as annotations_csv: runs, labelled real+tiny."
+    from hhperc.formats_dollarstreet import ANNOTATION_COLUMNS
+    path, df = households
+    table = tmp_path / "released.csv"
+    pd.read_csv(path)[ANNOTATION_COLUMNS].to_csv(table, index=False)
+    out = run_paper("ds_region", tmp_path / "o", sentence_model="tiny", annotations_csv=str(table), seeds=1)
+    tab = T.read_table(out / "tables" / "ds_region.csv")
+    assert (tab["mode"] == "real+tiny").all() and "D" not in set(tab["row"])
+    assert tab["paper"].isna().all()
+
+
+def test_bad_table_is_one_clear_error(tmp_path):
+    from hhperc.formats import FormatError
+    from hhperc.similarity import check_annotation_table
+    with pytest.raises(FormatError, match="ml_captions"):
+        check_annotation_table(pd.DataFrame({"id": [1], "category": ["kitchens"]}), "bad.csv")
