@@ -20,7 +20,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=None, help="tiny model width (default: the default profile's hhi_tiny_hidden)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     a = ap.parse_args(argv)
+    if a.threads: torch.set_num_threads(a.threads)
     from hhperc.config import load_settings
     from hhperc.hhi_captioner import ClipPrefixCaptioner, clip_features, generate, load_models
     hidden = a.hidden or int(load_settings(profile="default").size("hhi_tiny_hidden", 64)) or 64
