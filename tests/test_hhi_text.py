@@ -122,7 +122,8 @@ def test_paper_notebook_smoke(run_paper, tmp_path):
     assert ph.pseudolabel.map(hhi.is_valid_interaction).all()
     t = pd.read_csv(out / "tables" / "hhi_pseudolabels.csv")
     assert set(t["mode"]) == {"synthetic+tiny"}
-    assert {"held-out synthetic captions", "weights", "top verbs", "pseudo-labels"} <= set(t["row"])
+    assert {"held-out synthetic captions", "weights", "top verbs", "pseudo-labels"} <= set(t["row"].str.split(":").str[0])
+    assert {"pHHI", "extractor (rules)", "summariser (tiny)"} <= set(t["variant"])
     # resume: a given summariser skips training and gives the same labels
     out2 = run_paper("hhi_pseudolabels", tmp_path / "out2", summarizer=str(out / "data" / "hhi_summarizer"))
     ph2 = read_phhi(out2 / "data" / "phhi.csv")
