@@ -128,3 +128,37 @@ def test_paper_notebook_smoke(run_paper, tmp_path):
     out2 = run_paper("hhi_pseudolabels", tmp_path / "out2", summarizer=str(out / "data" / "hhi_summarizer"))
     ph2 = read_phhi(out2 / "data" / "phhi.csv")
     assert ph2.pseudolabel.tolist() == ph.pseudolabel.tolist()
+
+
+def test_readers_never_crash_on_fuzz(tmp_path):
+    """Random bytes / JSON in every Who's Waldo file and random CSV cells: skipped and counted, never a crash."""
+    from hypothesis import given, settings, strategies as st, HealthCheck
+    from hhperc.formats_hhi import write_phhi
+    root = tmp_path / "ww"
+    write_whos_waldo_sample(root, 1, b"\xff\xd8jpeg", "[NAME] hugs [NAME].")
+    jsonish = st.recursive(st.none() | st.booleans() | st.integers(-3, 99) | st.floats(allow_nan=True) | st.text(max_size=5),
+                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3), max_leaves=8)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(name=st.sampled_from(["coreferences.json", "detections.json", "ground_truth.json", "license.json", "caption.txt"]),
+           content=st.one_of(st.binary(max_size=40), jsonish.map(lambda v: json.dumps(v).encode())))
+    def check(name, content):
+        (root / "data" / "000001" / name).write_bytes(content)
+        df = read_whos_waldo(root)
+        r = df.attrs["report"]
+        assert len(df) + r.skipped == 1
+
+    check()
+
+    txt = lambda n: st.text(st.characters(blacklist_characters="\r\n"), max_size=n)   # one CSV line per record
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(cells=st.lists(st.tuples(txt(8), txt(12), st.one_of(st.floats(allow_nan=True), txt(4))), min_size=1, max_size=5))
+    def check_phhi(cells):
+        p = tmp_path / "p.csv"
+        pd.DataFrame(cells, columns=["id", "pseudolabel", "weight"]).to_csv(p, index=False)
+        df = read_phhi(p)
+        assert len(df) + df.attrs["report"].skipped <= len(cells)
+        assert (df.weight >= 0).all()
+
+    check_phhi()
