@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     t_one, out1 = timed(1)
     t_bat, outb = timed(a.batch)
     agree = np.mean([x[0][0] == y[0][0] for x, y in zip(out1, outb)])
+    sweep = {bs: timed(bs)[0] for bs in (2, 4, 8) if bs < a.batch}
     print(f"device: {dev} (threads {torch.get_num_threads()})")
     print(f"model: tiny CLIP + tiny GPT-2, hidden {hidden}, prefix 10, vocab {len(tok)}")
     print(f"beams: {a.beams} (top {a.top}, {a.max_len} new tokens), images: {a.images}")
@@ -50,6 +51,8 @@ def main(argv=None) -> int:
     print(f"one_at_a_time_images_per_s: {a.images / t_one:.2f}")
     print(f"batched_{a.batch}_images_per_s: {a.images / t_bat:.2f}")
     print(f"ratio_batched_vs_one: {t_one / t_bat:.2f}")
+    for bs, tb in sweep.items():
+        print(f"batched_{bs}_images_per_s: {a.images / tb:.2f} (ratio {t_one / tb:.2f})")
     print(f"top1_agreement_batched_vs_one: {agree:.2f}")
     return 0
 
