@@ -5,7 +5,7 @@ On the 1,886-row synthetic households table (embeddings from the bundled MiniLM,
 minute on two cores) is run twice: `hhperc.predict.run_prediction(n_jobs=all cores)` and a plain loop over
 `fit_unit`. Prints `metric: value` lines, checks that both give identical predictions, and the ratio.
 Environment: HHPERC_BENCH_CACHE (cache folder; default: settings [run] cache), HHPERC_BENCH_SEEDS (2),
-HHPERC_BENCH_TREES (6).
+HHPERC_BENCH_TREES (4).
 """
 import os
 import time
@@ -30,7 +30,7 @@ def main() -> int:
     t_emb = time.perf_counter() - t
 
     seeds = list(range(int(os.environ.get("HHPERC_BENCH_SEEDS", 2))))
-    grid = {"n_estimators": [int(os.environ.get("HHPERC_BENCH_TREES", 6))], "learning_rate": [0.5, 1.0]}
+    grid = {"n_estimators": [int(os.environ.get("HHPERC_BENCH_TREES", 4))], "learning_rate": [0.5, 1.0]}
     folds, combos, jobs = 2, list(COMBINATIONS), resolve_jobs(-1)
     print(f"rows: {len(df)}")
     print(f"embedding_s: {t_emb:.1f} (cached: {info['cached']})")
