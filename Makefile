@@ -37,7 +37,7 @@ sync: install
 	  git status --porcelain -- hhperc; exit 1; fi
 
 nbtest: install
-	$(BIN)/nbdev-test --n-workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing
 
 pytest: install
 	$(BIN)/pytest tests/ -q
