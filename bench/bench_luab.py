@@ -111,7 +111,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5); ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--gpu", action="store_true", help="also run the GPU ResNet50 benchmark (default: when CUDA is visible)")
     ap.add_argument("--gpu-batch", type=int, default=256); ap.add_argument("--gpu-steps", type=int, default=20)
-    a = ap.parse_args(argv)
+    a = ap.parse_args([] if argv is None else argv)   # bench/run.py calls main() with its own argv in sys.argv
     if a.threads: torch.set_num_threads(a.threads)
     print(f"threads: {torch.get_num_threads()}")
     s = bench_step(batch=a.batch, size=a.size, steps=a.steps, repeats=a.repeats)
@@ -140,4 +140,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import sys
+    raise SystemExit(main(sys.argv[1:]))
