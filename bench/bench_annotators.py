@@ -16,7 +16,7 @@ No download: random weights, the tokenizer of the bundled MiniLM (BERT WordPiece
 Usage: python bench/bench_annotators.py [--images 4] [--batch 2] [--workers 1] [--repeats 3] [--tokens 8] [--min-size 256] [--threads 1]
 """
 from __future__ import annotations
-import argparse, shutil, tempfile, time, warnings
+import argparse, shutil, sys, tempfile, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,8 @@ def main(argv=None):
     ap.add_argument("--min-size", type=int, default=256)
     ap.add_argument("--models", default="detector,captioner", help="which comparisons to run")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for both sides (0: torch's default)")
-    a = ap.parse_args(argv)
+    # bench/run.py calls main() with its own argv in sys.argv: read the command line only when run as a script
+    a = ap.parse_args(argv if argv is not None else (sys.argv[1:] if __name__ == "__main__" else []))
     import torch
     from PIL import Image
     from hhperc.annotators import ObjectAnnotator, CaptionAnnotator, annotate
