@@ -26,7 +26,7 @@ __all__ = ['log', 'PREPOSITIONS', 'PARTICLES', 'AUX', 'NO_WORDS', 'STAGE_A_SAMPL
            'nli_entailment', 'filter_pairs', 'small_model_threads', 'train_summarizer', 'Summarizer', 'name_caption',
            'phhi_weights', 'pseudo_label', 'verb_of', 'label_scores', 'extractor_predictions', 'heldout_captions',
            'word_tokenizer', 'small_t5', 'synthetic_world', 'load_pairs', 'run_pseudolabels', 'pseudolabel_records',
-           'hhi_main']
+           'hhi_main', 'score']
 
 # %% ../nbs/30_hhi_text.ipynb #203d2670
 PREPOSITIONS = {"in", "at", "during", "on", "after", "before", "near", "outside", "inside", "from", "for", "of",
@@ -807,3 +807,9 @@ def hhi_main(argv: list[str] | None = None) -> int:
     print(f"pHHI: {res['phhi_rows']} of {res['phhi_in']} samples labelled -> {res['phhi']} (mode {res['mode']})")
     print(f"held-out exact match: summariser {ho['summarizer']['exact_match']:.3f}, extractor {ho['extractor']['exact_match']:.3f}")
     return 0
+
+# %% ../nbs/30_hhi_text.ipynb #8c3ad2c3
+def score(predictions, benchmark, **kw):
+    "Score predictions against a benchmark as the paper does; see `hhperc.hhi_metrics.score`."
+    from hhperc.hhi_metrics import score as _score
+    return _score(predictions, benchmark, **kw)
