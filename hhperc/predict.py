@@ -24,8 +24,8 @@ _LR = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
 GRIDS = {
     "paper": {"region": {"n_estimators": [50, 100], "learning_rate": _LR},
               "income": {"n_estimators": [50, 100], "learning_rate": _LR, "loss": ["linear", "square", "exponential"]}},
-    "small": {"region": {"n_estimators": [5], "learning_rate": [0.5, 1.0]},
-              "income": {"n_estimators": [5], "learning_rate": [0.5, 1.0], "loss": ["linear"]}},
+    "small": {"region": {"n_estimators": [4], "learning_rate": [0.5, 1.0]},
+              "income": {"n_estimators": [4], "learning_rate": [0.5, 1.0], "loss": ["linear"]}},
     "tiny": {"region": {"n_estimators": [4], "learning_rate": [1.0]},
              "income": {"n_estimators": [4], "learning_rate": [1.0], "loss": ["linear"]}},
 }
