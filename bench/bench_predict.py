@@ -40,6 +40,10 @@ def main() -> int:
     # the plain sequential loop of the same protocol
     train, test = split_indices(df)
     y = df["region"].astype(str).to_numpy()
+    import resource
+    def cpu(who):
+        r = resource.getrusage(who); return r.ru_utime + r.ru_stime
+    c0 = cpu(resource.RUSAGE_SELF)
     t = time.perf_counter()
     seq = {}
     for c in combos:
@@ -47,16 +51,24 @@ def main() -> int:
         for s in seeds:
             seq[(c, s)] = fit_unit("region", X, y, train, test, grid, folds, s)["pred"]
     t_seq = time.perf_counter() - t
+    cpu_seq = cpu(resource.RUSAGE_SELF) - c0
 
+    c0, k0 = cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     par = run_prediction("region", emb, df, combos, seeds, grid, folds, n_jobs=jobs)
     t_par = time.perf_counter() - t
+    from joblib.externals.loky import get_reusable_executor
+    get_reusable_executor().shutdown(wait=True)   # reap the workers so their CPU time is counted
+    cpu_par = cpu(resource.RUSAGE_SELF) - c0 + cpu(resource.RUSAGE_CHILDREN) - k0
 
     same = seq.keys() == par.preds.keys() and all(np.array_equal(seq[k], par.preds[k]) for k in seq)
     f1 = np.mean([np.mean(seq[("C", s)] == y[test]) for s in seeds])
     print(f"sequential_s: {t_seq:.1f}")
     print(f"parallel_s: {t_par:.1f}")
     print(f"speedup_vs_sequential: {t_seq / t_par:.2f}x (target >= 1.7x on 2 cores)")
+    print(f"sequential_cpu_s: {cpu_seq:.1f} (cores obtained: {cpu_seq / t_seq:.2f})")
+    print(f"parallel_cpu_s: {cpu_par:.1f} (cores obtained: {cpu_par / t_par:.2f} of {jobs}; below {jobs} means other jobs shared the machine)")
+    print(f"speedup_cpu_normalised: {cpu_seq / (cpu_par / jobs):.2f}x (sequential CPU time / parallel CPU time per core: an estimate of the ratio on idle cores)")
     print(f"identical_results: {same}")
     print(f"accuracy_C_check: {f1:.3f}")
     if not same:
