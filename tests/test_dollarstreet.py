@@ -109,7 +109,7 @@ def test_study_table_resolution(tmp_path):
 
 
 def test_ds_dataset_notebook(run_paper, tmp_path):
-    out = run_paper("ds_dataset", tmp_path / "out")
+    out = run_paper("ds_dataset", tmp_path / "out", annotate=True)
     t = pd.read_csv(out / "tables" / "ds_dataset.csv")
     assert set(t["mode"]) == {"synthetic"}
     n = t[(t.row == "all") & (t.variant == "count") & (t.metric == "images")]
@@ -179,3 +179,17 @@ def test_selection_on_mlcommons_schema(world, tmp_path):
     a, _ = select_study_images(raw, seed=0, images_root=world["images_dir"])
     b, _ = select_study_images(m, seed=0, images_root=world["images_dir"])
     assert sorted(a["id"]) == sorted(b["id"])
+
+
+def test_full_chain_images_to_tables(tmp_path, shared_cache):
+    """Issue 9: rendered images -> selection -> tiny annotators -> annotation table -> the three study tables, one command."""
+    from conftest import hhperc
+    out = tmp_path / "chain"
+    r = hhperc("reproduce", "ds_dataset", "ds_similarity", "ds_region", "ds_income", "--profile", "smoke", "--out", out,
+               "--no-progress", "--param", "annotate=True", "--param", "sentence_model=tiny", "--set", f"run.cache={shared_cache}")
+    assert "4/4 notebooks ok" in r.stdout
+    ann = json.loads((out / "data" / "ds_annotations.json").read_text())
+    assert ann["mode"] == "synthetic+tiny"
+    for name in ("ds_similarity", "ds_region", "ds_income"):
+        t = pd.read_csv(out / "tables" / f"{name}.csv")
+        assert len(t) and t["mode"].str.contains("tiny").all(), name      # the tiny-annotated table, labelled as such
