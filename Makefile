@@ -32,9 +32,11 @@ reproduce: install
 # Notebooks are the source: exporting must not change the committed library.
 sync: install
 	$(BIN)/nbdev-export
-	@if [ -n "$$(git status --porcelain -- hhperc)" ]; then \
-	  echo "nbdev-export changed hhperc/: notebooks and library are out of sync:"; \
-	  git status --porcelain -- hhperc; exit 1; fi
+	$(BIN)/nbdev-clean
+	@for f in nbs/paper/*.ipynb; do $(BIN)/nbdev-clean --fname "$$f"; done
+	@if [ -n "$$(git status --porcelain -- hhperc nbs)" ]; then \
+	  echo "nbdev-export / nbdev-clean changed files: notebooks and library are out of sync (commit the result):"; \
+	  git status --porcelain -- hhperc nbs; exit 1; fi
 
 nbtest: install
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing
