@@ -221,6 +221,8 @@ _R_OBJ = re.compile(rb"<object[\s>/]")
 _R_TAG = {t: re.compile(rb"<" + t.encode() + rb">([^<]*)</" + t.encode() + rb">") for t in
           ("width", "height", "depth", "selected", "x", "y", "time", "worker_id", "assignment_id", "estimateTime",
            "selectedCount", "filename", "folder")}
+# a text field holding an element (e.g. <worker_id>4<selected>..</selected>7D</worker_id>): irregular, the full parser decides
+_R_NESTED = re.compile(rb"<(" + b"|".join(t.encode() for t in _R_TAG) + rb")>[^<]*<(?!/\1>)")
 
 def _ftext(block: bytes, tag: str):
     m = _R_TAG[tag].search(block)
@@ -246,7 +248,7 @@ def _md_blocks(data: bytes) -> tuple[list, list]:
 
 def fast_imagenet_ab_row(data: bytes) -> dict:
     "Index row (tracks=False) of one XML document, without building a tree; same checks as the full parser."
-    if b"&" in data or b"!" in data:            # entities, CDATA, comments, doctype: the full parser
+    if b"&" in data or b"!" in data or _R_NESTED.search(data):   # entities, CDATA, comments, doctype, nested text fields
         return imagenet_ab_row(parse_imagenet_ab_xml(data), tracks=False)
     try: _expat.ParserCreate().Parse(data, True)
     except _expat.ExpatError as e: raise BadRecord(f"malformed XML: {e}") from None

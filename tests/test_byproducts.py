@@ -392,3 +392,11 @@ def test_synth_objects_cli_smoke(cli, tmp_path):
     assert r2.stdout == r.stdout
     bad = cli("synth", "--study", "planets", "--out", out, check=False)
     assert bad.returncode != 0 and "planets" in bad.stderr
+
+
+def test_nested_element_in_a_text_field_parses_the_same_both_ways():
+    "Regression (found by the fuzz test in CI): an element inside <worker_id> made the two parsers disagree."
+    t = IMAGENET_AB_SAMPLE.encode()
+    i = t.index(b"<worker_id>") + len(b"<worker_id>") + 1
+    bad = t[:i] + b"<selected>False</selected>" + t[i:]
+    assert same_row(imagenet_ab_row(parse_imagenet_ab_xml(bad), tracks=False), fast_imagenet_ab_row(bad), skip=("id", "wnid"))
