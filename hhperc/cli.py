@@ -54,8 +54,8 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_info(args) -> int:
     from hhperc.models import model_status
     st = settings_from_args(args)
-    print(f"hhperc settings (profile {st.profile}); sources: bundled defaults"
-          + "".join(sorted({' + ' + v.split(' ')[0] + (' ' + v.split(' ', 1)[1] if v.startswith('file') else '') for v in st.sources.values() if not v.startswith('bundled')})))
+    layers = sorted({v if v.startswith("file") else v.split(" ")[0] for v in st.sources.values() if not v.startswith("bundled")})
+    print(f"hhperc settings (profile {st.profile}); sources: bundled defaults" + "".join(f" + {l}" for l in layers))
     print(f"  device = {st.get('run', 'device')}, seed = {st.seed}, outputs = {st.outputs}, cache = {st.cache_dir}")
     print("data roots ([data]; empty = synthetic world):")
     for k in st.parser["data"]:

@@ -459,8 +459,8 @@ def read_word_vectors(path) -> dict:
 def load_word_vectors(setting: str, role: str = "word_vectors", timeout: float = 3.0) -> WordVectors:
     spec = _checked(setting, role, timeout)
     if spec.kind == "local":
-        ensure_available(spec); return WordVectors(table=read_word_vectors(spec.value), name=Path(spec.value).name)
-    enc = load_sentence_encoder(setting if spec.kind != "hub" else setting, role, timeout)
+        return WordVectors(table=read_word_vectors(spec.value), name=Path(spec.value).name)
+    enc = load_sentence_encoder(setting, role, timeout)
     return WordVectors(encoder=enc, name="bundled-minilm" if spec.kind == "bundled" else spec.setting)
 
 # %% ../nbs/01_models.ipynb #11b38fbf
