@@ -6,12 +6,12 @@ Docs: https://github.com/hhperc/hhperc/cli.html.md"""
 
 # %% ../nbs/91_cli.ipynb #cf5bec75
 from __future__ import annotations
-import argparse, importlib, sys
+import argparse, errno, importlib, sys
 from pathlib import Path
 from .config import add_settings_args, settings_from_args, SettingsError
 
 # %% auto #0
-__all__ = ['COMMANDS', 'cmd_info', 'cmd_list', 'cmd_reproduce', 'main']
+__all__ = ['COMMANDS', 'DISK_FULL', 'user_error', 'guarded', 'cmd_info', 'cmd_list', 'cmd_reproduce', 'main']
 
 # %% ../nbs/91_cli.ipynb #b381700b
 COMMANDS = {  # command -> "module:function(argv) -> int"
@@ -31,7 +31,38 @@ def _external(name: str, argv: list[str]) -> int:
     try: f = getattr(importlib.import_module(mod), fn)
     except (ImportError, AttributeError) as e:
         print(f"hhperc {name}: not available in this installation ({target}: {e})", file=sys.stderr); return 2
-    return int(f(argv) or 0)
+    return guarded(f"hhperc {name}", f, argv)
+
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+def user_error(e: BaseException) -> tuple[int, str] | None:
+    "(exit code, one-line-first message) for an error a user can fix (bad input, missing model, full disk, interrupt); None for a bug."
+    from hhperc.formats import FormatError
+    from hhperc.models import MissingModelError
+    from hhperc.tables import TableError
+    if isinstance(e, BrokenPipeError):                 # `hhperc ... | head`: the reader left; stop quietly
+        return 141, ""
+    if isinstance(e, KeyboardInterrupt):
+        return 130, "interrupted. Finished work is saved; run the same command again to resume."
+    if isinstance(e, OSError) and e.errno in DISK_FULL:
+        if "could not write" in str(e): return 1, str(e)          # already worded by hhperc.config.atomic_write
+        return 1, f"could not write {e.filename or 'the output'}: {e.strerror}. Free space or choose another output folder."
+    if isinstance(e, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)) and e.filename:
+        return 2, f"{e.filename}: {e.strerror}. Check the path (see --help)."
+    if isinstance(e, (SettingsError, FormatError, TableError, MissingModelError)):
+        return 2, str(e)
+    return None
+
+def guarded(prog: str, f, *args) -> int:
+    "Run `f(*args)`; a user-fixable error becomes one message on stderr and an exit code, anything else a traceback."
+    try: return int(f(*args) or 0)
+    except BaseException as e:
+        known = user_error(e)
+        if known is None: raise
+        if known[1]: print(f"{prog}: {known[1]}", file=sys.stderr)
+        else:
+            import os; os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        return known[0]
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hhperc", description="Reproduce the hhperc studies; see README.md.",
@@ -86,17 +117,19 @@ def cmd_reproduce(args) -> int:
                         progress=not args.no_progress, force=args.force)
     return 0 if all(r.status == "ok" for r in res) else 1
 
+def _builtin(args) -> int:
+    if args.command == "info": return cmd_info(args)
+    if args.command == "list": return cmd_list(args)
+    if args.command == "reproduce": return cmd_reproduce(args)
+    if args.command == "report":
+        from hhperc.reproduce import build_report
+        print(build_report(Path(args.out))); return 0
+    return -1
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS: return _external(argv[0], argv[1:])
     ap = _parser(); args = ap.parse_args(argv)
-    try:
-        if args.command == "info": return cmd_info(args)
-        if args.command == "list": return cmd_list(args)
-        if args.command == "reproduce": return cmd_reproduce(args)
-        if args.command == "report":
-            from hhperc.reproduce import build_report
-            print(build_report(Path(args.out))); return 0
-    except SettingsError as e:
-        print(f"hhperc: {e}", file=sys.stderr); return 2
+    rc = guarded(f"hhperc {args.command}" if args.command else "hhperc", _builtin, args)
+    if rc != -1: return rc
     ap.print_help(); return 0 if args.command is None else 2

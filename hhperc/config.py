@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 __all__ = ['PROFILES', 'PACKAGE_DIR', 'ASSETS', 'MANIFEST_PACKAGES', 'SettingsError', 'parse_override', 'Settings',
            'bundled_settings_path', 'load_settings', 'add_settings_args', 'settings_from_args', 'seed_everything',
            'pick_device', 'atomic_write', 'write_text', 'write_bytes', 'write_json', 'write_csv', 'write_parquet',
-           'stable_hash', 'fingerprint', 'Cache', 'git_info', 'package_versions', 'Manifest']
+           'write_torch', 'stable_hash', 'fingerprint', 'Cache', 'git_info', 'package_versions', 'Manifest']
 
 # %% ../nbs/00_config.ipynb #d9822840
 PROFILES = ("smoke", "default", "full")
@@ -143,7 +143,9 @@ def _read_into(cp: configparser.ConfigParser, path: Path, settings: Settings, la
         if not cp.has_section(s): cp.add_section(s)
         for k, v in tmp.items(s):
             cp.set(s, k, v); settings.sources[(s, k)] = f"{label} {path}"
-            settings.base_dirs[(s, k)] = path.resolve().parent
+            # a user's file: paths relative to that file; the bundled defaults (inside the installed package): to the
+            # folder hhperc runs in, so outputs/ and cache/ never land in site-packages
+            settings.base_dirs[(s, k)] = Path.cwd() if label == "bundled" else path.resolve().parent
 
 def load_settings(path: str | Path | None = None, overrides: Iterable[str] = (), profile: str | None = None,
                   env: Mapping[str, str] | None = None) -> Settings:
@@ -260,6 +262,13 @@ def write_parquet(df, path, **kw) -> Path:
     "DataFrame -> Parquet, atomically."
     with atomic_write(path, "wb") as f: df.to_parquet(f, index=False, **kw)
     return Path(path)
+
+def write_torch(path, obj) -> Path:
+    """`torch.save(obj)`, atomically. Serialised in memory first: torch's zip writer reports a full disk as a bare
+    RuntimeError ('unexpected pos'), so the bytes are written by `write_bytes`, which names the file and the fix."""
+    import io, torch
+    buf = io.BytesIO(); torch.save(obj, buf)
+    return write_bytes(path, buf.getbuffer())
 
 # %% ../nbs/00_config.ipynb #59544bc7
 def stable_hash(*parts: Any, n: int = 16) -> str:

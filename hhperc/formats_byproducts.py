@@ -538,7 +538,8 @@ def _listing_key(root: Path, quick: bool) -> str:
 def byproduct_index_path(xml_root, cache_dir, quick: bool = True) -> Path:
     "Where the index of `xml_root` lives in the cache (whether or not it is built)."
     root = _ab_root(xml_root)
-    return Cache(cache_dir).path("imagenet_ab_index", _listing_key(root, quick), INDEX_VERSION, suffix=".parquet")
+    # the folder's own path is part of the key: a copied (and edited) dataset never reuses another folder's index
+    return Cache(cache_dir).path("imagenet_ab_index", str(root.resolve()), _listing_key(root, quick), INDEX_VERSION, suffix=".parquet")
 
 def build_byproduct_index(xml_root, cache_dir, workers: int = 0, quick: bool = True, force: bool = False,
                           chunk: int = 2000) -> Path:

@@ -6,7 +6,7 @@ Docs: https://github.com/hhperc/hhperc/formats_dollarstreet.html.md"""
 
 # %% ../nbs/02a_formats_dollarstreet.ipynb #528e3eb5
 from __future__ import annotations
-import ast, logging, math, re
+import ast, csv, logging, math, re
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -46,19 +46,31 @@ def image_path(images_root, image_id) -> Path:
     return safe_join(images_root, f"{image_id}.jpg")
 
 # %% ../nbs/02a_formats_dollarstreet.ipynb #ade89bc9
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"PK\x03\x04", b"\x1f\x8b", b"PAR1", b"%PDF", b"BZh", b"\xfd7zXZ", b"RIFF")
+
+def _binary(head: bytes) -> bool:
+    "An image, archive or Parquet file, or mostly control bytes; one stray NUL in a text file is a corrupt row, not binary."
+    if head.startswith(_MAGIC): return True
+    ctrl = sum(b < 9 or 13 < b < 32 for b in head)
+    return ctrl > 0.05 * len(head)
+
 def _sniff(path: Path, expected: str):
     with open(path, "rb") as f: head = f.read(2048)
     if not head.strip(): raise FormatError(path, expected, "an empty file")
-    if b"\x00" in head: raise FormatError(path, expected, "binary data", "Pass the CSV file, not an image or archive.")
+    if _binary(head): raise FormatError(path, expected, "binary data", "Pass the CSV file, not an image or archive.")
     first = head.lstrip()[:1]
     if first in (b"[", b"{"):
         raise FormatError(path, expected, "JSON (e.g. a COCO-AB byproduct file)", "Pass a CSV with the columns above.")
 
 def _read_csv(path: Path, required, expected: str) -> pd.DataFrame:
     _sniff(path, expected)
+    kw = dict(dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True)
+    bad = []
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        try: df = pd.read_csv(path, **kw)
+        except pd.errors.ParserError:      # a damaged line (too many fields, NUL bytes): re-read, skipping and counting it
+            df = pd.read_csv(path, engine="python", on_bad_lines=lambda fields: bad.append(len(fields)) and None, **kw)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as e:
         raise FormatError(path, expected, f"unparsable CSV ({str(e).splitlines()[0][:120]})") from None
     df.columns = [str(c).strip() for c in df.columns]
     df = df.drop(columns=[c for c in df.columns if c.startswith("Unnamed:")])
@@ -66,7 +78,11 @@ def _read_csv(path: Path, required, expected: str) -> pd.DataFrame:
     if missing:
         raise FormatError(path, expected, f"columns {list(df.columns)[:12]} (missing {missing})",
                           "Check that this is the right file.")
+    df.attrs["bad_lines"] = [f"malformed line: {n} fields, the header has {len(df.columns)}" for n in bad]
     return df
+
+def _skip_bad_lines(raw: pd.DataFrame, path, report: ReadReport):
+    for why in raw.attrs.get("bad_lines", []): report.skip(path, why)
 
 def _income(v):
     "(float, None) or (None, reason)."
@@ -101,6 +117,7 @@ def read_dollar_street(csv_or_dir, images_root=None) -> pd.DataFrame:
         except FormatError as e:
             if len(files) == 1: raise
             report.skip(f, f"not a metadata CSV: {e}"); continue     # a stray CSV in the folder: counted, not fatal
+        _skip_bad_lines(raw, f, report)
         if "topic" not in raw.columns: raw["topic"] = topic_slug(f.stem)
         for c in METADATA_COLUMNS:
             if c not in raw.columns: raw[c] = None
@@ -153,7 +170,7 @@ def read_annotation_table(csv) -> pd.DataFrame:
         raise FormatError(path, _ANN_EXPECTED, "a folder" if path.is_dir() else "nothing (no such file)",
                           "Pass the CSV file itself.")
     raw = _read_csv(path, ANNOTATION_COLUMNS, _ANN_EXPECTED)
-    report = ReadReport(source=str(path))
+    report = ReadReport(source=str(path)); _skip_bad_lines(raw, path, report)
     rows, seen = [], set()
     for i, r in enumerate(raw.to_dict("records")):
         where = f"{path}:{i + 2}"
@@ -198,9 +215,10 @@ def read_mlcommons_dollar_street(csv, images_root=None) -> pd.DataFrame:
     "MLCommons metadata -> the per-topic schema (one row per image and topic), with `image` when a root is given."
     path = Path(csv)
     raw = _read_csv(path, ["id", "region.id", "topics", "income"], _ML_EXPECTED)
+    report = ReadReport(source=str(path)); _skip_bad_lines(raw, path, report)
     for c in MLCOMMONS_COLUMNS:
         if c not in raw.columns: raw[c] = None
-    report = ReadReport(source=str(path)); rows = []
+    rows = []
     for i, r in enumerate(raw.to_dict("records")):
         where = f"{path}:{i + 2}"
         if _missing(r["id"]): report.skip(where, "missing field: id"); continue

@@ -497,11 +497,31 @@ class Summarizer:
                                           max_new_tokens=self.max_length, num_beams=self.num_beams, do_sample=False)
             out += [re.sub(r"\s+", " ", s).strip() for s in self.tok.batch_decode(gen, skip_special_tokens=True)]
         return out
-    def save(self, folder) -> Path:
-        "Save model and tokenizer (safetensors) to `folder`; load again with `hhperc.models.load_summarizer(folder)`."
-        folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder); self.tok.save_pretrained(folder)
+    def save(self, folder, stamp: dict | None = None) -> Path:
+        """Save model and tokenizer (safetensors) to `folder`, atomically: written beside it, then swapped in, so a crash or a
+        full disk never leaves half a model. `stamp` (e.g. the training key) goes to `folder/hhperc.json`. Load with `Summarizer.load(folder)`."""
+        import shutil
+        from hhperc.config import write_json
+        folder = Path(folder); folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp, old = folder.with_name(f".{folder.name}.tmp-{os.getpid()}"), folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)
+            write_json(tmp / "hhperc.json", stamp or {})
+            if folder.exists(): os.replace(folder, old)
+            os.replace(tmp, folder)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old.exists() and not folder.exists(): os.replace(old, folder)
+            raise OSError(e.errno, f"could not write {folder}: {e.strerror or e}. Free space or choose another output folder.") from e
+        shutil.rmtree(old, ignore_errors=True)
         return folder
+
+    @staticmethod
+    def stamp(folder) -> dict:
+        "The `hhperc.json` saved with a summariser ({} when absent or unreadable)."
+        try: return json.loads((Path(folder) / "hhperc.json").read_text())
+        except (OSError, ValueError): return {}
     @classmethod
     def load(cls, setting: str, **kw) -> "Summarizer":
         from hhperc.models import load_summarizer
@@ -602,13 +622,18 @@ def small_t5(tok, hidden: int = 64, layers: int = 2, heads: int = 4, ffn: int | 
         return T5ForConditionalGeneration(cfg).eval()
 
 # %% ../nbs/30_hhi_text.ipynb #c39c3537
-def _available(settings, role: str) -> bool:
-    from hhperc.models import resolve_spec, check_available, MissingModelError
-    try:
-        spec = resolve_spec(settings.model(role), role)
-        return spec.kind != "tiny" and check_available(spec, settings.getfloat("run", "hub_timeout", 3.0))[0]
-    except (MissingModelError, Exception):
-        return False
+def _wanted(settings, role: str) -> bool:
+    "True when `role` names a real model (not 'tiny'): it is then loaded, and a missing one is a MissingModelError, never a silent fallback."
+    from hhperc.models import resolve_spec
+    return resolve_spec(settings.model(role), role).kind != "tiny"
+
+def _summarizer_key(settings, kept: pd.DataFrame, epochs: int, seed: int) -> str:
+    "What a trained summariser depends on: the kept pairs, the base model, the recipe settings, the seed."
+    from hhperc.config import stable_hash
+    recipe = {k: settings.size(k, "") for k in ("hhi_summarizer_hidden", "hhi_summarizer_layers", "hhi_summarizer_lr",
+                                           "hhi_summarizer_batch", "hhi_summarizer_min_steps")}
+    return stable_hash(settings.model("summarizer"), epochs, seed, recipe,
+                       stable_hash(kept.caption.tolist(), kept.target.tolist(), n=32))
 
 def synthetic_world(settings, seed: int | None = None) -> dict:
     "The synthetic interactions world of the active profile, built once in the cache folder."
@@ -647,6 +672,11 @@ def run_pseudolabels(settings, out, whos_waldo: str | Path | None = None, summar
     import torch
     from hhperc.config import seed_everything, write_json, write_csv
     from hhperc.models import load_summarizer
+    from hhperc.models import _checked
+    for role in ("llm", "nli", "summarizer"):       # fail fast, before any work, when a real model is set but missing here
+        if role == "summarizer" and summarizer: continue
+        if role == "llm" and pairs_source == "grammar": continue
+        if _wanted(settings, role): _checked(settings.model(role), role, settings.getfloat("run", "hub_timeout", 3.0))
     out = Path(out); (out / "data").mkdir(parents=True, exist_ok=True)
     seed = settings.seed if seed is None else seed
     seed_everything(seed)
@@ -665,14 +695,14 @@ def run_pseudolabels(settings, out, whos_waldo: str | Path | None = None, summar
     # 2. pairs
     t = time.perf_counter()
     n_pairs = settings.size("hhi_synthetic_pairs") or 3000
-    if pairs_source == "auto": pairs_source = "llm" if (settings.profile == "full" and _available(settings, "llm")) else "grammar"
+    if pairs_source == "auto": pairs_source = "llm" if _wanted(settings, "llm") else "grammar"
     pairs, gen_counts, src = load_pairs(settings, pairs_source, n_pairs, ww.caption.tolist(), out / "data" / "llm_store.jsonl", seed, progress)
     nli = None
-    if _available(settings, "nli"):
+    if _wanted(settings, "nli"):
         from hhperc.models import load_nli
         nli = load_nli(settings.model("nli"))
     kept, fcounts = filter_pairs(pairs, nli=nli, strip_pps=strip_pps)
-    fcounts["nli"] = "applied" if nli is not None else "unavailable (no MNLI model here): filter skipped"
+    fcounts["nli"] = "applied" if nli is not None else "skipped ([models] nli = tiny: a random NLI model cannot judge entailment)"
     write_csv(kept.assign(names=kept["names"].map(json.dumps)) if len(kept) else kept, out / "data" / "synthetic_pairs.csv")
     res.update(pairs_source=src, pairs_generated=len(pairs), strip_pps=strip_pps, generation_counts=dict(gen_counts), filter_counts=dict(fcounts))
     res["timings"]["pairs"] = round(time.perf_counter() - t, 2)
@@ -683,8 +713,12 @@ def run_pseudolabels(settings, out, whos_waldo: str | Path | None = None, summar
         summ = Summarizer.load(summarizer); hist = {}
         n_par = sum(p.numel() for p in summ.model.parameters())
         model_kind = "tiny" if n_par < 20_000_000 else "real"      # t5-small has 60 M parameters
+    elif (key := _summarizer_key(settings, kept, epochs, seed)) == Summarizer.stamp(sdir := out / "data" / "hhi_summarizer").get("key"):
+        st_ = Summarizer.stamp(sdir)                      # the same pairs and recipe were trained before: resume, not retrain
+        summ, hist, model_kind = Summarizer.load(sdir), st_.get("history", {}), st_.get("kind", "tiny")
+        print(f"summariser restored from {sdir} (same pairs and recipe)")
     else:
-        if _available(settings, "summarizer"):
+        if _wanted(settings, "summarizer"):
             model, tok = load_summarizer(settings.model("summarizer")); model_kind = "real"
             lr = 5e-5
         else:
@@ -698,7 +732,7 @@ def run_pseudolabels(settings, out, whos_waldo: str | Path | None = None, summar
                                 batch_size=int(settings.size("hhi_summarizer_batch", 8 if model_kind == "real" else 16)), lr=lr, seed=seed, device=dev, progress=progress,
                                 min_steps=0 if model_kind == "real" else int(settings.size("hhi_summarizer_min_steps", 0)))
         summ = Summarizer(model, tok)
-        summ.save(out / "data" / "hhi_summarizer")
+        summ.save(sdir, stamp=dict(key=key, kind=model_kind, history=hist))
     res.update(summarizer=dict(kind=model_kind, history=hist, path=str(summarizer or out / "data" / "hhi_summarizer")))
     res["timings"]["summarizer"] = round(time.perf_counter() - t, 2)
     # 4. held-out synthetic captions: summariser vs extractor

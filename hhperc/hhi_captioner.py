@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import (Cache, atomic_write, fingerprint, load_settings, add_settings_args, settings_from_args,
-                           pick_device, seed_everything, stable_hash, write_csv, write_json)
+from .config import (Cache, fingerprint, load_settings, add_settings_args, settings_from_args,
+                           pick_device, seed_everything, stable_hash, write_csv, write_json, write_torch)
 from .formats import ReadReport
 from .models import load_clip, load_decoder, tiny_clip, tiny_gpt2, resolve_spec
 
@@ -148,8 +148,7 @@ def embed_images(paths, clip_setting: str = "tiny", cache: Cache | None = None, 
         return emb
     if cache is None: return compute()
     parts = ("clip-embeddings", clip_setting, [(str(p), fingerprint(p) if p.exists() else "missing") for p in paths])
-    def save(v, p):
-        with atomic_write(p, "wb") as f: torch.save(v, f)
+    def save(v, p): write_torch(p, v)
     return cache.get_or_compute("hhi_clip", parts, compute, save, lambda p: torch.load(p, weights_only=True), suffix=".pt")
 
 # %% ../nbs/31_hhi_captioner.ipynb #2dd72f01
@@ -163,7 +162,7 @@ def init_distributed() -> tuple[int, int]:
     return 0, 1
 
 def _save_ckpt(path, state):
-    with atomic_write(path, "wb") as f: torch.save(state, f)
+    write_torch(path, state)
 
 def train_captioner(model: ClipPrefixCaptioner, emb: torch.Tensor, texts, weights, tok, cfg: CaptionerConfig = CaptionerConfig(),
                     device="cpu", ckpt: str | Path | None = None, data_key: str = "", progress: bool = False) -> list[float]:

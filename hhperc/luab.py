@@ -8,7 +8,7 @@ Docs: https://github.com/hhperc/hhperc/luab_targets.html.md"""
 from __future__ import annotations
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
 from torchvision import tv_tensors
@@ -19,7 +19,8 @@ from torchvision.transforms.v2 import functional as TF
 __all__ = ['NO_POINT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'EXTRA_COLUMNS', 'mean_point', 'point_target', 'ClickPoints',
            'points_to_keypoints', 'keypoints_to_target', 'train_transform', 'eval_transform', 'transform_with_points',
            'coco_class_names', 'coco_class_points', 'coco_targets', 'coco_point_target', 'apply_label_drop',
-           'index_points', 'ByproductImageFolder', 'CocoByproductDataset', 'add_byproduct_extras', 'coco_items']
+           'index_points', 'BadImage', 'load_rgb', 'collate_skipping', 'skip_bad', 'ByproductImageFolder',
+           'CocoByproductDataset', 'add_byproduct_extras', 'coco_items']
 
 # %% ../nbs/20_luab_targets.ipynb #d174c53a
 NO_POINT = (-1.0, -1.0)
@@ -234,6 +235,33 @@ def index_points(index) -> dict:
         out[Path(s).stem] = np.array([[x, y]], dtype=np.float32)
     return out
 
+class BadImage(NamedTuple):
+    "What a dataset returns for an image it cannot decode; `collate_skipping` drops it and reports it."
+    path: str
+    reason: str
+
+def load_rgb(path):
+    "The image at `path` as RGB, or a `BadImage` (truncated, empty, not an image, decompression bomb)."
+    from PIL import Image
+    try:
+        with Image.open(path) as f: return f.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        return BadImage(str(path), f"unreadable image: {str(e)[:160] or e.__class__.__name__}")
+
+def collate_skipping(batch):
+    "`default_collate` of the readable samples -> (batch or None, [BadImage, ...])."
+    from torch.utils.data import default_collate
+    good = [b for b in batch if not isinstance(b, BadImage)]
+    return (default_collate(good) if good else None), [b for b in batch if isinstance(b, BadImage)]
+
+def skip_bad(loader, report, seen: set | None = None):
+    "Iterate a loader built with `collate_skipping`: yield the batches, count each bad image once in `report` (a ReadReport)."
+    seen = set() if seen is None else seen
+    for batch, bad in loader:
+        for b in bad:
+            if b.path not in seen: seen.add(b.path); report.skip(b.path, b.reason)
+        if batch is not None: yield batch
+
 class ByproductImageFolder(torch.utils.data.Dataset):
     "ImageFolder + click targets: items are (image, label, target (2,), weight) [+ extras]."
     def __init__(self, root, index=None, transform: Callable | None = None, extra_columns: Sequence[str] = (),
@@ -267,7 +295,8 @@ class ByproductImageFolder(torch.utils.data.Dataset):
 
     def __getitem__(self, k):
         path, label = self.folder.samples[k]
-        img = self.folder.loader(path)
+        img = load_rgb(path)
+        if isinstance(img, BadImage): return img
         stem = Path(path).stem
         im, xy, w = transform_with_points(self.transform, img, self.points.get(stem))
         out = (im, label, xy[0], w[0])
@@ -286,9 +315,9 @@ class CocoByproductDataset(torch.utils.data.Dataset):
     def __len__(self): return len(self.items)
 
     def __getitem__(self, k):
-        from PIL import Image
         it = self.items[k]
-        with Image.open(it["path"]) as f: img = f.convert("RGB")
+        img = load_rgb(it["path"])
+        if isinstance(img, BadImage): return img
         has = np.asarray(it["has_point"], dtype=bool)
         if has.any():
             im, xy, w = transform_with_points(self.transform, img, it["points"], img.size, normalized=False, valid=has)

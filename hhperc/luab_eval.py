@@ -6,7 +6,7 @@ Docs: https://github.com/hhperc/hhperc/luab_eval.html.md"""
 
 # %% ../nbs/23_luab_eval.ipynb #392d41f9
 from __future__ import annotations
-import json, math
+import json, logging, math
 from pathlib import Path
 from typing import Mapping, Sequence
 import numpy as np
@@ -14,11 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+log = logging.getLogger("hhperc.luab_eval")
+
 # %% auto #0
-__all__ = ['BG_SPLITS', 'UNKNOWN_METRICS', 'VARIANT_NAMES', 'predict', 'accuracy', 'top1', 'bg_challenge', 'parse_ood_sets',
-           'ood_class_map', 'ood_top1', 'multilabel_map', 'coco_map', 'unknown_metric_rows', 'default_recipe',
-           'luab_data', 'run_imagenet', 'run_coco', 'summarize', 'gap_figure', 'luab_code_hash', 'profile_sizes',
-           'arch_note', 'experiment_grid', 'closing_note']
+__all__ = ['log', 'BG_SPLITS', 'UNKNOWN_METRICS', 'VARIANT_NAMES', 'predict', 'accuracy', 'top1', 'bg_challenge',
+           'parse_ood_sets', 'ood_class_map', 'ood_top1', 'multilabel_map', 'coco_map', 'unknown_metric_rows',
+           'default_recipe', 'luab_data', 'run_imagenet', 'run_coco', 'summarize', 'gap_figure', 'luab_code_hash',
+           'profile_sizes', 'arch_note', 'experiment_grid', 'closing_note']
 
 # %% ../nbs/23_luab_eval.ipynb #c2984b8c
 @torch.no_grad()
@@ -26,12 +28,15 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 128, device=No
     "(logits (N, C) float32 on CPU, labels) of a plain classifier over a dataset of (image, label, ...) items."
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
-    outs, labels = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers):
+    from hhperc.luab import collate_skipping, skip_bad
+    from hhperc.formats import ReadReport
+    outs, labels, bad = [], [], ReadReport(source="evaluation images")
+    for batch in skip_bad(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skipping), bad):
         x = batch[0].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             outs.append(model(x).float().cpu())
         labels.append(torch.as_tensor(batch[1]))
+    if bad.skipped: log.warning("evaluation skipped %d unreadable image(s); first: %s", bad.skipped, bad.examples[0][0])
     if not outs: raise ValueError("empty evaluation set")
     return torch.cat(outs), torch.cat(labels)
 
@@ -241,8 +246,11 @@ def summarize(records: Sequence[dict]) -> list[dict]:
     "Per (architecture, variant, metric): mean, sample std and n over seeds, rows named as in paper_figures.csv."
     from hhperc.luab_model import paper_name
     groups = {}
+    first = ("top-1", "IN-1K", "mAP", *BG_SPLITS, "BGC-gap")
+    canonical = lambda k: (first.index(k) if k in first else len(first), k)   # same order whether fresh or restored from JSON
     for r in records:
-        for k, v in r["metrics"].items():
+        for k in sorted(r["metrics"], key=canonical):
+            v = r["metrics"][k]
             groups.setdefault((paper_name(r["arch"]), VARIANT_NAMES.get(r["variant"], r["variant"]), k), []).append(float(v))
     out = []
     for (row, var, met), vals in groups.items():

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Dataset
-from .config import atomic_write, pick_device, seed_everything, write_json
+from .config import pick_device, seed_everything, write_json, write_torch
 from .luab_model import LuabLoss, LuabModel, build_model, rand_targets, VARIANTS
+from .luab import collate_skipping, skip_bad
+from .formats import ReadReport
 
 log = logging.getLogger("hhperc.luab_train")
 
@@ -126,9 +128,8 @@ def _set_rng_state(s: dict):
     if s.get("cuda") and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
 def save_checkpoint(path, **state) -> Path:
-    "torch.save to a temporary file beside `path`, then rename (atomic)."
-    with atomic_write(path, "wb") as f: torch.save(state, f)
-    return Path(path)
+    "torch.save to a temporary file beside `path`, then rename (atomic; a full disk leaves the previous checkpoint whole)."
+    return write_torch(path, state)
 
 def load_checkpoint(path, map_location="cpu") -> dict:
     "Load a checkpoint written by `save_checkpoint` (it holds RNG states and the config, hence weights_only=False: only load your own files)."
@@ -184,6 +185,7 @@ def train_luab(dataset: Dataset, cfg: TrainConfig, out_dir=None, model: LuabMode
                     label_smoothing=cfg.label_smoothing)
     ck_path = Path(out_dir) / "last.pt" if out_dir else None
     start, history = 0, []
+    skipped, seen_bad = ReadReport(source="training images"), set()   # unreadable images: skipped, counted once
     if ck_path is not None and ck_path.exists():
         ck = load_checkpoint(ck_path, map_location=device)
         same = {k: ck["config"].get(k) for k in _RESUME_KEYS} == {k: getattr(cfg, k) for k in _RESUME_KEYS}
@@ -203,11 +205,11 @@ def train_luab(dataset: Dataset, cfg: TrainConfig, out_dir=None, model: LuabMode
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, shuffle=sampler is None,
                             generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch) if sampler is None else None,
                             num_workers=cfg.workers, pin_memory=device.type == "cuda", drop_last=sampler is not None,
-                            persistent_workers=False)
+                            persistent_workers=False, collate_fn=collate_skipping)
         sums, n = {}, 0
         t0 = time.perf_counter()
         bar = _progress(loader, progress and rank == 0, f"{cfg.arch}/{cfg.variant} epoch {epoch + 1}/{cfg.epochs}")
-        for batch in bar:
+        for batch in skip_bad(bar, skipped, seen_bad):
             img, label, target, weight, extra = _unpack(batch, device, cl)
             if cfg.variant == "rand": target = rand_targets(target, weight, gen)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
@@ -232,7 +234,9 @@ def train_luab(dataset: Dataset, cfg: TrainConfig, out_dir=None, model: LuabMode
                             scaler=scaler.state_dict(), epoch=epoch + 1, history=history, rng=_rng_state(), config=asdict(cfg))
         if world > 1: dist.barrier()
         if max_steps and step >= max_steps: break
-    return {"model": model, "history": history, "checkpoint": ck_path, "rank": rank, "world": world}
+    if skipped.skipped and rank == 0:
+        log.warning("skipped %d unreadable training image(s); first: %s", skipped.skipped, "; ".join(f"{p} [{r}]" for p, r in skipped.examples[:3]))
+    return {"model": model, "history": history, "checkpoint": ck_path, "rank": rank, "world": world, "skipped": skipped.as_dict()}
 
 def _progress(it, enabled: bool, desc: str):
     if not enabled: return it
@@ -341,13 +345,18 @@ def _cli_train(a, st) -> int:
                       weights=a.weights)
     r = train_luab(ds, cfg, out_dir=out, progress=not a.no_progress)
     if r["rank"] != 0: return 0
-    metrics = {"train_images": len(ds), "click_coverage": ds.coverage, "classes": ds.classes, "config": asdict(cfg)}
+    metrics = {"train_images": len(ds), "click_coverage": ds.coverage, "classes": ds.classes, "config": asdict(cfg),
+               "skipped_images": r["skipped"]["skipped"], "skipped_examples": r["skipped"]["examples"]}
+    rep = index.attrs.get("report") if index is not None else None
+    if rep is not None:
+        metrics.update(byproduct_records=rep.ok, byproducts_skipped=rep.skipped, byproduct_skip_reasons=dict(rep.reasons))
+        if rep.skipped: print(f"byproducts used: {rep.ok} records; {rep.skipped} skipped and counted in metrics.json ({dict(rep.reasons)})", file=sys.stderr)
     if (data / "val").is_dir():
         from hhperc.luab_eval import top1
         val = ByproductImageFolder(data / "val", None, eval_transform(size), class_to_idx={c: k for k, c in enumerate(ds.classes)})
         metrics["val_top1"] = top1(r["model"].classifier(), val, device=_device_for(cfg))
     write_json(out / "history.json", r["history"]); write_json(out / "metrics.json", metrics)
-    print(json.dumps({k: v for k, v in metrics.items() if k not in ("classes", "config")}))
+    print(json.dumps({k: v for k, v in metrics.items() if k not in ("classes", "config", "skipped_examples", "byproduct_skip_reasons")}))
     return 0
 
 def _cli_eval(a, st) -> int:

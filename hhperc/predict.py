@@ -15,8 +15,8 @@ from .similarity import split_indices, is_action, SOURCES
 # %% auto #0
 __all__ = ['COMBINATIONS', 'GRIDS', 'TASKS', 'CONFIDENCE_COLUMNS', 'SCORING', 'param_grid', 'parse_combination', 'feature_matrix',
            'confidence_column', 'confidence_features', 'make_estimator', 'fit_unit', 'PredictionResult', 'resolve_jobs',
-           'run_prediction', 'per_seed_records', 'baseline_records', 'aggregate', 'welch_records', 'study_records',
-           'protocol_from_settings', 'predict_main', 'prepare_study', 'plot_combinations']
+           'fit_unit_saved', 'run_prediction', 'per_seed_records', 'baseline_records', 'aggregate', 'welch_records',
+           'study_records', 'protocol_from_settings', 'predict_main', 'prepare_study', 'plot_combinations']
 
 # %% ../nbs/12_predict.ipynb #8a86c99d
 COMBINATIONS = ("O", "C", "H", "O+C", "O+H", "C+H", "O+C+H")
@@ -160,9 +160,41 @@ def resolve_jobs(n_jobs: int | None) -> int:
     if n_jobs is None or n_jobs <= 0: return max(1, os.cpu_count() or 1)
     return int(n_jobs)
 
+def _digest(*arrays) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a); h.update(str((a.dtype, a.shape)).encode()); h.update(a.tobytes() if a.dtype != object else str(a.tolist()).encode())
+    return h.hexdigest()[:16]
+
+def _save_unit(path, o: dict):
+    import io
+    from hhperc.config import write_bytes
+    buf = io.BytesIO()
+    pred = np.asarray(o["pred"]); text = pred.dtype == object            # region labels: saved as text, no pickles
+    meta = dict(params=o["params"], cv_score=o["cv_score"], seconds=o["seconds"], text=bool(text))
+    np.savez(buf, pred=pred.astype(str) if text else pred, meta=np.array(json.dumps(meta, default=str)))
+    write_bytes(path, buf.getvalue())
+
+def _load_unit(path) -> dict | None:
+    try:
+        with np.load(path, allow_pickle=False) as z: pred, meta = z["pred"], json.loads(str(z["meta"]))
+    except Exception: return None                  # unreadable (e.g. a damaged cache file): fit the unit again
+    if meta.pop("text", False): pred = pred.astype(object)
+    return dict(pred=pred, **meta)
+
+def fit_unit_saved(path, *args) -> dict:
+    "`fit_unit(*args)`, saved atomically at `path` as soon as it finishes (in the worker), so an interrupted study resumes."
+    o = fit_unit(*args)
+    if path is not None: _save_unit(path, o)
+    return o
+
 def run_prediction(task: str, emb: dict, df: pd.DataFrame, combos=COMBINATIONS, seeds=range(10), grid="small",
-                   folds: int = 5, n_jobs: int = 1, split=None, log=None) -> PredictionResult:
-    "Fit every (combination, seed) unit; `n_jobs=1` is a plain loop, otherwise joblib (loky) processes."
+                   folds: int = 5, n_jobs: int = 1, split=None, log=None, cache=None) -> PredictionResult:
+    """Fit every (combination, seed) unit; `n_jobs=1` is a plain loop, otherwise joblib (loky) processes.
+
+    With `cache` (a `hhperc.config.Cache`), each finished unit is kept under `predict_units/`, keyed by the task, the
+    features, targets, split, grid, folds and seed: a re-run (after an interrupt, or with more seeds) fits only what is missing."""
     combos, seeds = list(combos), [int(s) for s in seeds]
     g = param_grid(grid, task)
     y = df["region"].astype(str).to_numpy() if task == "region" else df["income"].astype(float).to_numpy()
@@ -172,12 +204,22 @@ def run_prediction(task: str, emb: dict, df: pd.DataFrame, combos=COMBINATIONS, 
     units = sorted(((c, s) for c in combos for s in seeds), key=lambda u: (-X[u[0]].shape[1], combos.index(u[0]), u[1]))
     jobs = resolve_jobs(n_jobs)
     t = time.perf_counter()
-    if jobs == 1:
-        out = [fit_unit(task, X[c], y, train, test, g, folds, s) for c, s in units]
+    paths, done = {}, {}
+    if cache is not None:
+        base = _digest(y, np.asarray(train), np.asarray(test))
+        for c, s in units:
+            paths[(c, s)] = cache.path("predict_units", task, base, _digest(X[c]), g, folds, s, suffix=".npz")
+            if paths[(c, s)].exists() and (o := _load_unit(paths[(c, s)])) is not None: done[(c, s)] = o
+        if done and log: log(f"{task}: {len(done)} of {len(units)} fits restored from {cache.root / 'predict_units'}")
+    todo = [u for u in units if u not in done]
+    if jobs == 1 or len(todo) <= 1:
+        new = [fit_unit_saved(paths.get((c, s)), task, X[c], y, train, test, g, folds, s) for c, s in todo]
     else:
         from joblib import Parallel, delayed
-        out = Parallel(n_jobs=jobs, backend="loky", batch_size=1, pre_dispatch="all")(
-            delayed(fit_unit)(task, X[c], y, train, test, g, folds, s) for c, s in units)
+        new = Parallel(n_jobs=jobs, backend="loky", batch_size=1, pre_dispatch="all")(
+            delayed(fit_unit_saved)(paths.get((c, s)), task, X[c], y, train, test, g, folds, s) for c, s in todo)
+    done.update(zip(todo, new))
+    out = [done[u] for u in units]
     res = PredictionResult(task, combos, seeds, np.asarray(test), y[test], float(np.mean(y[train])) if task == "income" else float("nan"),
                            seconds=time.perf_counter() - t, n_jobs=jobs, grid=g, folds=folds)
     for (c, s), o in zip(units, out):
@@ -306,7 +348,7 @@ def predict_main(argv: list[str] | None = None) -> int:
         if cf is not None: emb["D"] = cf[0]
         p = protocol_from_settings(st, a.seeds, a.n_jobs)
         res = run_prediction(a.task, emb, df, COMBINATIONS, p["seeds"], a.grid or p["grid"], a.folds or p["folds"], p["n_jobs"],
-                             log=lambda m: print(m, file=sys.stderr))
+                             log=lambda m: print(m, file=sys.stderr), cache=Cache(st.cache_dir))
         tab = study_records(res, df)
         write_csv(tab, Path(a.out) / f"ds_{a.task}.csv")
         print(tab[tab.variant == "overall"].to_string(index=False))

@@ -175,14 +175,20 @@ def _memo_store(cache_root: Path, key: str, out: Path, before: dict, executed: P
     d = cache_root / "notebooks" / key
     for rel in produced: _copy_atomic(out / rel, d / "files" / rel)
     _copy_atomic(executed, d / "executed.ipynb")
-    write_json(d / "record.json", {"files": produced, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})  # written last: the commit mark
+    sums = {rel: fingerprint(d / "files" / rel) for rel in produced}
+    sums["executed.ipynb"] = fingerprint(d / "executed.ipynb")
+    write_json(d / "record.json", {"files": sums, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})  # written last: the commit mark
 
 def _memo_restore(cache_root: Path, key: str, out: Path, executed: Path) -> bool:
     d = cache_root / "notebooks" / key
     rec = d / "record.json"
     if not rec.exists(): return False
-    files = json.loads(rec.read_text())["files"]
-    if not all((d / "files" / f).exists() for f in files) or not (d / "executed.ipynb").exists(): return False
+    try: sums = json.loads(rec.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError): return False           # a damaged record: run the notebook again
+    if not isinstance(sums, dict): return False
+    where = lambda f: d / "executed.ipynb" if f == "executed.ipynb" else d / "files" / f
+    if not all(where(f).is_file() and fingerprint(where(f)) == h for f, h in sums.items()): return False   # damaged copy
+    files = [f for f in sums if f != "executed.ipynb"]
     for f in files: _copy_atomic(d / "files" / f, out / f)
     _copy_atomic(d / "executed.ipynb", executed)
     return True
@@ -213,8 +219,10 @@ def run_notebooks(names=None, profile: str = "default", out: str | Path | None =
     kernel = ensure_kernel(st.cache_dir.resolve())
     manifest = Manifest(st, cwd=PACKAGE_DIR)
     lib, data, memo_root = library_hash(), _data_fingerprints(st), st.cache_dir.resolve()
+    # notebooks run inside `out`: hand them the cache and outputs folders as absolute paths, resolved here
+    where = [f"run.{k}={getattr(st, a).resolve()}" for k, a in (("cache", "cache_dir"), ("outputs", "outputs"))]
     base = dict(profile=st.profile, out_dir=str(out), settings_path=str(Path(settings_path).resolve()) if settings_path else "",
-                overrides=list(overrides))
+                overrides=list(overrides) + where)
     results = []
     for i, name in enumerate(names):
         src = available[name]; dst = out / "notebooks" / f"{name}.ipynb"
