@@ -6,7 +6,7 @@ Docs: https://github.com/hhperc/hhperc/similarity.html.md"""
 
 # %% ../nbs/11_similarity.ipynb #df3201c1
 from __future__ import annotations
-import hashlib, json, math, os, re, tempfile, time
+import hashlib, json, math, os, re, shutil, tempfile, time
 from collections import Counter
 from pathlib import Path
 import numpy as np
@@ -104,20 +104,34 @@ def finetune_pairs(texts: pd.DataFrame, rows=None) -> tuple[list, list]:
     return anchors, positives
 
 def finetune_encoder(model, anchors: list, positives: list, epochs: int = 10, batch_size: int = 16,
-                     warmup: float = 0.1, seed: int = 0, learning_rate: float = 2e-5, output_dir=None, max_steps: int = -1):
-    "Fine-tune `model` in place with SentenceTransformerTrainer + MultipleNegativesRankingLoss; returns it (`max_steps` > 0 caps the steps)."
+                     warmup: float = 0.1, seed: int = 0, learning_rate: float = 2e-5, output_dir=None, max_steps: int = -1,
+                     checkpoint_dir=None, log=None):
+    """Fine-tune `model` in place with SentenceTransformerTrainer + MultipleNegativesRankingLoss; returns it (`max_steps` > 0 caps the steps).
+
+    With `checkpoint_dir`, the trainer keeps its last epoch there (model, optimizer, scheduler, RNG states) and an
+    interrupted fine-tuning resumes from it; the folder is removed when training finishes."""
     if epochs <= 0 or not anchors: return model
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     ds = Dataset.from_dict({"anchor": list(anchors), "positive": list(positives)})
+    resume = None
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir); checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        # the newest complete checkpoint (the trainer writes trainer_state.json after the weights and optimizer)
+        done = [c for c in checkpoint_dir.glob("checkpoint-*") if c.name.split("-")[-1].isdigit()
+                and (c / "trainer_state.json").exists() and (c / "optimizer.pt").exists()]
+        resume = str(max(done, key=lambda c: int(c.name.split("-")[-1]))) if done else None
+        if resume and log: log(f"resuming fine-tuning from {resume}")
     with tempfile.TemporaryDirectory(prefix="hhperc-ft-") as tmp:
         args = SentenceTransformerTrainingArguments(
-            output_dir=str(output_dir or tmp), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-            warmup_steps=warmup, learning_rate=learning_rate, seed=seed, max_steps=int(max_steps), data_seed=seed, save_strategy="no",
+            output_dir=str(checkpoint_dir or output_dir or tmp), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+            warmup_steps=warmup, learning_rate=learning_rate, seed=seed, max_steps=int(max_steps), data_seed=seed,
+            save_strategy="epoch" if checkpoint_dir is not None else "no", save_total_limit=1,
             logging_strategy="no", report_to="none", disable_tqdm=True, use_cpu=str(model.device) == "cpu")
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=ds, loss=MultipleNegativesRankingLoss(model))
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
+    if checkpoint_dir is not None: shutil.rmtree(checkpoint_dir, ignore_errors=True)
     model.eval()
     return model
 
@@ -165,7 +179,8 @@ def study_embeddings(df: pd.DataFrame, model_setting: str = "bundled", recipe: d
         cap = recipe.get("max_steps", -1)
         log(f"fine-tuning {model_setting} on {len(a)} pairs for {recipe['epochs']} epoch(s)" + (f", at most {cap} steps" if cap > 0 else ""))
         finetune_encoder(model, a, b, recipe["epochs"], recipe["batch_size"], recipe["warmup"], recipe["seed"], recipe["learning_rate"],
-                         max_steps=cap)
+                         max_steps=cap, log=log,
+                         checkpoint_dir=None if cache is None else cache.root / "ds_finetune" / p.stem)   # resumable
     emb = {}
     for k in SOURCES:
         # each distinct string is embedded once; an empty string still gets an embedding (pair_similarity masks it)

@@ -271,13 +271,20 @@ def _(w, tmp):
 
 @case("similarity", "interrupted_resumed")
 def _(w, tmp):
-    cache = tmp / "cache"
-    args = ["similarity", "--annotations", w["table"], "--out", tmp / "o", "--epochs", "1",
-            *S(w, "--set", "models.sentence=tiny", "--set", f"run.cache={cache}")]
-    kill_when(args, lambda: any((cache / "ds_embeddings").glob("*.npz")))
-    r = ok(cli(*args))
-    assert "embeddings from cache" in r.stdout + r.stderr        # the fine-tuned embeddings were not recomputed
-    assert (tmp / "o" / "ds_similarity.csv").exists()
+    import numpy as np
+    args = lambda cache: ["similarity", "--annotations", w["table"], "--out", tmp / "o", "--epochs", "3",
+                          *S(w, "--set", "models.sentence=tiny", "--set", f"run.cache={cache}")]
+    ckpt = lambda: [c for c in (tmp / "cache" / "ds_finetune").glob("*/checkpoint-*") if (c / "trainer_state.json").exists()]
+    killed = kill_when(args(tmp / "cache"), ckpt)                 # killed during fine-tuning, after its first epoch
+    r = ok(cli(*args(tmp / "cache")))
+    if killed:
+        assert "resuming fine-tuning from" in r.stdout, r.stdout
+    assert not list((tmp / "cache" / "ds_finetune").glob("*/checkpoint-*"))     # cleaned up once finished
+    ok(cli(*args(tmp / "ref")))
+    a, b = (dict(np.load(next((tmp / c / "ds_embeddings").glob("*.npz")))) for c in ("cache", "ref"))
+    assert all(np.array_equal(a[k], b[k]) for k in a)              # resumed == uninterrupted, bit for bit
+    r = ok(cli(*args(tmp / "cache")))
+    assert "embeddings from cache" in r.stdout                     # and a finished run is not redone
 
 
 @case("similarity", "full_disk")
