@@ -44,8 +44,9 @@ def user_error(e: BaseException) -> tuple[int, str] | None:
         return 141, ""
     if isinstance(e, KeyboardInterrupt):
         return 130, "interrupted. Finished work is saved; run the same command again to resume."
+    if isinstance(e, OSError) and str(e.strerror or "").startswith("could not write"):
+        return 1, e.strerror                                       # already worded by hhperc.config.atomic_write
     if isinstance(e, OSError) and e.errno in DISK_FULL:
-        if "could not write" in str(e): return 1, str(e)          # already worded by hhperc.config.atomic_write
         return 1, f"could not write {e.filename or 'the output'}: {e.strerror}. Free space or choose another output folder."
     if isinstance(e, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)) and e.filename:
         return 2, f"{e.filename}: {e.strerror}. Check the path (see --help)."
