@@ -17,9 +17,9 @@ from .formats import FormatError
 # %% auto #0
 __all__ = ['SOURCES', 'SOURCE_NAMES', 'PAIRS', 'PAIR_NAMES', 'REQUIRED_COLUMNS', 'ACTION_TOPICS', 'PAPER_MAP',
            'check_annotation_table', 'normalize_topic', 'is_action', 'clean_text', 'annotation_texts',
-           'toy_annotation_table', 'split_indices', 'finetune_pairs', 'finetune_encoder', 'texts_hash',
-           'finetune_recipe', 'study_embeddings', 'pair_similarity', 'similarity_records', 'plot_similarity',
-           'word_tagger', 'low_level_records', 'similarity_main', 'table_mode', 'ds_paper_figures']
+           'toy_annotation_table', 'split_indices', 'finetune_pairs', 'last_complete_checkpoint', 'finetune_encoder',
+           'texts_hash', 'finetune_recipe', 'study_embeddings', 'pair_similarity', 'similarity_records',
+           'plot_similarity', 'word_tagger', 'low_level_records', 'similarity_main', 'table_mode', 'ds_paper_figures']
 
 # %% ../nbs/11_similarity.ipynb #91cd9a8c
 SOURCES = {"O": "ml_labels", "C": "ml_captions", "H": "human_labels"}
@@ -103,6 +103,16 @@ def finetune_pairs(texts: pd.DataFrame, rows=None) -> tuple[list, list]:
             if r[a] and r[b]: anchors.append(r[a]); positives.append(r[b])
     return anchors, positives
 
+def last_complete_checkpoint(folder) -> str | None:
+    """The newest whole `checkpoint-<step>` of a transformers Trainer in `folder`, or None. The trainer writes
+    trainer_state.json last (after weights, optimizer and RNG states), so a checkpoint whose trainer_state.json
+    parses is whole; a kill mid-write leaves it missing or truncated."""
+    def complete(c):
+        try: return (c / "optimizer.pt").exists() and "global_step" in json.loads((c / "trainer_state.json").read_text())
+        except (OSError, ValueError): return False
+    done = [c for c in Path(folder).glob("checkpoint-*") if c.name.split("-")[-1].isdigit() and complete(c)]
+    return str(max(done, key=lambda c: int(c.name.split("-")[-1]))) if done else None
+
 def finetune_encoder(model, anchors: list, positives: list, epochs: int = 10, batch_size: int = 16,
                      warmup: float = 0.1, seed: int = 0, learning_rate: float = 2e-5, output_dir=None, max_steps: int = -1,
                      checkpoint_dir=None, log=None):
@@ -118,10 +128,7 @@ def finetune_encoder(model, anchors: list, positives: list, epochs: int = 10, ba
     resume = None
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir); checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        # the newest complete checkpoint (the trainer writes trainer_state.json after the weights and optimizer)
-        done = [c for c in checkpoint_dir.glob("checkpoint-*") if c.name.split("-")[-1].isdigit()
-                and (c / "trainer_state.json").exists() and (c / "optimizer.pt").exists()]
-        resume = str(max(done, key=lambda c: int(c.name.split("-")[-1]))) if done else None
+        resume = last_complete_checkpoint(checkpoint_dir)
         if resume and log: log(f"resuming fine-tuning from {resume}")
     with tempfile.TemporaryDirectory(prefix="hhperc-ft-") as tmp:
         args = SentenceTransformerTrainingArguments(
