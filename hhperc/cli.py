@@ -6,7 +6,7 @@ Docs: https://github.com/hhperc/hhperc/cli.html.md"""
 
 # %% ../nbs/91_cli.ipynb #cf5bec75
 from __future__ import annotations
-import argparse, errno, importlib, sys
+import argparse, errno, importlib, os, sys
 from pathlib import Path
 from .config import add_settings_args, settings_from_args, SettingsError
 
@@ -61,8 +61,7 @@ def guarded(prog: str, f, *args) -> int:
         known = user_error(e)
         if known is None: raise
         if known[1]: print(f"{prog}: {known[1]}", file=sys.stderr)
-        else:
-            import os; os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        else: os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second BrokenPipeError at exit
         return known[0]
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,12 +124,11 @@ def _builtin(args) -> int:
     if args.command == "report":
         from hhperc.reproduce import build_report
         print(build_report(Path(args.out))); return 0
-    return -1
+    raise ValueError(f"unknown command {args.command!r}")
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS: return _external(argv[0], argv[1:])
     ap = _parser(); args = ap.parse_args(argv)
-    rc = guarded(f"hhperc {args.command}" if args.command else "hhperc", _builtin, args)
-    if rc != -1: return rc
-    ap.print_help(); return 0 if args.command is None else 2
+    if args.command is None: ap.print_help(); return 0
+    return guarded(f"hhperc {args.command}", _builtin, args)

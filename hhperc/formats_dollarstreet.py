@@ -62,14 +62,15 @@ def _sniff(path: Path, expected: str):
     if first in (b"[", b"{"):
         raise FormatError(path, expected, "JSON (e.g. a COCO-AB byproduct file)", "Pass a CSV with the columns above.")
 
-def _read_csv(path: Path, required, expected: str) -> pd.DataFrame:
+def _read_csv(path: Path, required, expected: str, report: ReadReport) -> pd.DataFrame:
+    "The CSV as strings; a damaged line (too many fields, NUL bytes) is skipped and counted in `report`."
     _sniff(path, expected)
     kw = dict(dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True)
     bad = []
     try:
         try: df = pd.read_csv(path, **kw)
-        except pd.errors.ParserError:      # a damaged line (too many fields, NUL bytes): re-read, skipping and counting it
-            df = pd.read_csv(path, engine="python", on_bad_lines=lambda fields: bad.append(len(fields)) and None, **kw)
+        except pd.errors.ParserError:      # re-read with the python engine, which hands each damaged line to `bad`
+            df = pd.read_csv(path, engine="python", on_bad_lines=lambda fields: bad.append(len(fields)), **kw)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as e:
         raise FormatError(path, expected, f"unparsable CSV ({str(e).splitlines()[0][:120]})") from None
     df.columns = [str(c).strip() for c in df.columns]
@@ -78,11 +79,8 @@ def _read_csv(path: Path, required, expected: str) -> pd.DataFrame:
     if missing:
         raise FormatError(path, expected, f"columns {list(df.columns)[:12]} (missing {missing})",
                           "Check that this is the right file.")
-    df.attrs["bad_lines"] = [f"malformed line: {n} fields, the header has {len(df.columns)}" for n in bad]
+    for n in bad: report.skip(path, f"malformed line: {n} fields, the header has {len(df.columns)}")
     return df
-
-def _skip_bad_lines(raw: pd.DataFrame, path, report: ReadReport):
-    for why in raw.attrs.get("bad_lines", []): report.skip(path, why)
 
 def _income(v):
     "(float, None) or (None, reason)."
@@ -113,11 +111,10 @@ def read_dollar_street(csv_or_dir, images_root=None) -> pd.DataFrame:
     report = ReadReport(source=str(csv_or_dir))
     rows = []
     for f in files:
-        try: raw = _read_csv(f, ["id", "region", "income"], _META_EXPECTED)
+        try: raw = _read_csv(f, ["id", "region", "income"], _META_EXPECTED, report)
         except FormatError as e:
             if len(files) == 1: raise
             report.skip(f, f"not a metadata CSV: {e}"); continue     # a stray CSV in the folder: counted, not fatal
-        _skip_bad_lines(raw, f, report)
         if "topic" not in raw.columns: raw["topic"] = topic_slug(f.stem)
         for c in METADATA_COLUMNS:
             if c not in raw.columns: raw[c] = None
@@ -169,8 +166,8 @@ def read_annotation_table(csv) -> pd.DataFrame:
     if not path.is_file():
         raise FormatError(path, _ANN_EXPECTED, "a folder" if path.is_dir() else "nothing (no such file)",
                           "Pass the CSV file itself.")
-    raw = _read_csv(path, ANNOTATION_COLUMNS, _ANN_EXPECTED)
-    report = ReadReport(source=str(path)); _skip_bad_lines(raw, path, report)
+    report = ReadReport(source=str(path))
+    raw = _read_csv(path, ANNOTATION_COLUMNS, _ANN_EXPECTED, report)
     rows, seen = [], set()
     for i, r in enumerate(raw.to_dict("records")):
         where = f"{path}:{i + 2}"
@@ -214,8 +211,8 @@ def _topic_list(v) -> list[str]:
 def read_mlcommons_dollar_street(csv, images_root=None) -> pd.DataFrame:
     "MLCommons metadata -> the per-topic schema (one row per image and topic), with `image` when a root is given."
     path = Path(csv)
-    raw = _read_csv(path, ["id", "region.id", "topics", "income"], _ML_EXPECTED)
-    report = ReadReport(source=str(path)); _skip_bad_lines(raw, path, report)
+    report = ReadReport(source=str(path))
+    raw = _read_csv(path, ["id", "region.id", "topics", "income"], _ML_EXPECTED, report)
     for c in MLCOMMONS_COLUMNS:
         if c not in raw.columns: raw[c] = None
     rows = []

@@ -672,11 +672,11 @@ def run_pseudolabels(settings, out, whos_waldo: str | Path | None = None, summar
     import torch
     from hhperc.config import seed_everything, write_json, write_csv
     from hhperc.models import load_summarizer
-    from hhperc.models import _checked
+    from hhperc.models import ensure_available, resolve_spec
     for role in ("llm", "nli", "summarizer"):       # fail fast, before any work, when a real model is set but missing here
         if role == "summarizer" and summarizer: continue
         if role == "llm" and pairs_source == "grammar": continue
-        if _wanted(settings, role): _checked(settings.model(role), role, settings.getfloat("run", "hub_timeout", 3.0))
+        if _wanted(settings, role): ensure_available(resolve_spec(settings.model(role), role), settings.getfloat("run", "hub_timeout", 3.0))
     out = Path(out); (out / "data").mkdir(parents=True, exist_ok=True)
     seed = settings.seed if seed is None else seed
     seed_everything(seed)
@@ -709,13 +709,13 @@ def run_pseudolabels(settings, out, whos_waldo: str | Path | None = None, summar
     # 3. summariser
     t = time.perf_counter()
     epochs = int(settings.size("hhi_summarizer_epochs", 3))
+    sdir, key = out / "data" / "hhi_summarizer", _summarizer_key(settings, kept, epochs, seed)
     if summarizer:
         summ = Summarizer.load(summarizer); hist = {}
         n_par = sum(p.numel() for p in summ.model.parameters())
         model_kind = "tiny" if n_par < 20_000_000 else "real"      # t5-small has 60 M parameters
-    elif (key := _summarizer_key(settings, kept, epochs, seed)) == Summarizer.stamp(sdir := out / "data" / "hhi_summarizer").get("key"):
-        st_ = Summarizer.stamp(sdir)                      # the same pairs and recipe were trained before: resume, not retrain
-        summ, hist, model_kind = Summarizer.load(sdir), st_.get("history", {}), st_.get("kind", "tiny")
+    elif (stamp := Summarizer.stamp(sdir)).get("key") == key:   # the same pairs and recipe were trained before: reuse it
+        summ, hist, model_kind = Summarizer.load(sdir), stamp.get("history", {}), stamp.get("kind", "tiny")
         print(f"summariser restored from {sdir} (same pairs and recipe)")
     else:
         if _wanted(settings, "summarizer"):
