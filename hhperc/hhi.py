@@ -751,7 +751,8 @@ def run_pseudolabels(settings, out, whos_waldo: str | Path | None = None, summar
         res["phhi_vs_truth"] = float((ph.pseudolabel.values == truth.reindex(ph.id).values).mean()) if len(ph) else float("nan")
     res["timings"]["heldout+pseudolabel"] = round(time.perf_counter() - t, 2)
     data_mode = "real" if real_data else "synthetic"
-    res["mode"] = data_mode + ("" if model_kind == "real" and src.startswith("llm") else "+tiny" if model_kind == "tiny" else "")
+    # real only when both the summariser and the LLM that wrote its pairs are real; grammar pairs stand in for a tiny LLM
+    res["mode"] = data_mode + ("" if model_kind == "real" and src.startswith("llm") else "+tiny")
     res["timings"]["total"] = round(time.perf_counter() - t0, 2)
     write_json(out / "data" / "pseudolabel_stats.json", res)
     res["phhi_df"] = ph
