@@ -39,7 +39,7 @@ sync: install
 	  git status --porcelain -- hhperc nbs; exit 1; fi
 
 nbtest: install
-	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing --skip-folder-re '^(paper|[._])'
 
 pytest: install
 	$(BIN)/pytest tests/ -q

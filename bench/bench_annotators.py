@@ -1,4 +1,4 @@
-"""Benchmark of the annotation pipeline (hhperc.annotators), CPU, full-size architectures with random weights.
+"""Benchmark of the annotation pipeline (hhperc.perception.annotators), CPU, full-size architectures with random weights.
 
 1. Pipeline overhead: images/s of `annotate` (listing, store look-up, DataLoader decoding + preprocessing,
    batching, atomic Parquet shard per batch) against the raw model forward on the same images decoded and
@@ -71,7 +71,7 @@ def main(argv=None):
     a = ap.parse_args(argv if argv is not None else (sys.argv[1:] if __name__ == "__main__" else []))
     import torch
     from PIL import Image
-    from hhperc.annotators import ObjectAnnotator, CaptionAnnotator, annotate
+    from hhperc.perception.annotators import ObjectAnnotator, CaptionAnnotator, annotate
 
     if a.threads: torch.set_num_threads(a.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench-annotators-"))
@@ -135,7 +135,7 @@ def main(argv=None):
 
         if len(stores) < 2: return dict(ratios=ratios)
         # the last detector and captioner stores merged = one finished store of both annotators
-        from hhperc.annotators import AnnotationStore
+        from hhperc.perception.annotators import AnnotationStore
         store = AnnotationStore(tmp / "finished"); store.merge_from(stores["detector"], stores["captioner"])
         fresh = [ObjectAnnotator("random:fasterrcnn_resnet50_fpn_v2"), CaptionAnnotator("random:blip-base", max_new_tokens=a.tokens)]
         t = time.perf_counter()

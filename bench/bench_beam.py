@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
     from hhperc.config import load_settings
-    from hhperc.hhi_captioner import ClipPrefixCaptioner, clip_features, generate, load_models
+    from hhperc.hhi.captioner import ClipPrefixCaptioner, clip_features, generate, load_models
     hidden = a.hidden or int(load_settings(profile="default").size("hhi_tiny_hidden", 64)) or 64
     dev = torch.device(a.device)
     torch.manual_seed(0)

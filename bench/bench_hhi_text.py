@@ -7,7 +7,7 @@ import time
 
 
 def main(n: int = 10_000):
-    from hhperc.hhi import extract_interactions, extractor_method, heldout_captions, label_scores, verb_lemma, gerund
+    from hhperc.hhi.text import extract_interactions, extractor_method, heldout_captions, label_scores, verb_lemma, gerund
     ho = heldout_captions(n, seed=123)
     caps, gold = ho.caption.tolist(), ho.label.tolist()
     extract_interactions("[NAME] hugs [NAME].")                # load lemminflect's tables (once per process)

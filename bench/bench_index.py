@@ -1,4 +1,4 @@
-"""Benchmark of the ImageNet-AB byproduct index (hhperc.formats_byproducts).
+"""Benchmark of the ImageNet-AB byproduct index (hhperc.luab.formats).
 
 1. Build rate: parse N synthetic ImageNet-AB XML files (default 20,000; 1-3 annotation tasks each
    with hover events and a 60 Hz mouse track of 0.5-3 s) into the cached Parquet index with a
@@ -20,8 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hhperc.formats_byproducts import (IMAGENET_AB_SCHEMA, build_byproduct_index, imagenet_ab_xml,
-                                       read_imagenet_ab_table, write_index_table, _n_workers)
+from hhperc.luab.formats import IMAGENET_AB_SCHEMA, build_byproduct_index, imagenet_ab_xml, read_imagenet_ab_table, write_index_table, _n_workers
 
 
 def random_record(rng: np.random.Generator, wnid: str, n: int) -> dict:
@@ -103,7 +102,7 @@ def synthetic_index(rows: int, seed: int = 0) -> pa.Table:
 _RELOAD = """
 import resource, sys, time
 t = time.perf_counter()
-from hhperc.formats_byproducts import read_byproduct_index
+from hhperc.luab.formats import read_byproduct_index
 t1 = time.perf_counter()
 c1 = time.process_time()
 df = read_byproduct_index(sys.argv[1])

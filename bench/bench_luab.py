@@ -1,4 +1,4 @@
-"""Benchmark of LUAB (hhperc.luab, hhperc.luab_model, hhperc.luab_train), CPU by default.
+"""Benchmark of LUAB (hhperc.luab.data, hhperc.luab.model, hhperc.luab.train), CPU by default.
 
 1. Training step: one SGD step of a LUAB model (classifier + click head, CE + masked smooth-L1) against the
    plain classifier's step (CE only), same backbone (torchvision resnet18, random weights), same batch and
@@ -46,7 +46,7 @@ def _best(fns: dict, steps: int, repeats: int, sync=lambda: None, clock=time.pro
 
 
 def bench_step(arch="resnet18", batch=32, size=64, steps=5, repeats=3, device="cpu", amp=False, channels_last=False):
-    from hhperc.luab_model import LuabLoss, build_model
+    from hhperc.luab.model import LuabLoss, build_model
     dev = torch.device(device)
     torch.manual_seed(0)
     x = torch.randn(batch, 3, size, size, device=dev)
@@ -83,7 +83,7 @@ def make_folder(root: Path, n: int, size=(500, 375)) -> "pd.DataFrame":
 
 
 def bench_loader(images=128, size=224, repeats=3, image_size=(500, 375)):
-    from hhperc.luab import ByproductImageFolder, train_transform
+    from hhperc.luab.data import ByproductImageFolder, train_transform
     with tempfile.TemporaryDirectory() as d:
         index = make_folder(Path(d), images, image_size)
         with_t = ByproductImageFolder(d, index, train_transform(size))

@@ -2,7 +2,7 @@
 
 On the 1,886-row synthetic households table (embeddings from the bundled MiniLM, cached), the region study
 (RUSBoost + GridSearchCV, 7 combinations x 2 seeds, a reduced grid so the sequential loop takes about a
-minute on two cores) is run twice: `hhperc.predict.run_prediction(n_jobs=all cores)` and a plain loop over
+minute on two cores) is run twice: `hhperc.perception.predict.run_prediction(n_jobs=all cores)` and a plain loop over
 `fit_unit`. Prints `metric: value` lines, checks that both give identical predictions, and the ratio.
 Environment: HHPERC_BENCH_CACHE (cache folder; default: settings [run] cache), HHPERC_BENCH_SEEDS (2),
 HHPERC_BENCH_TREES (4).
@@ -14,10 +14,10 @@ import time
 def main() -> int:
     import numpy as np
     from hhperc.config import Cache, load_settings
-    from hhperc.formats_dollarstreet import read_annotation_table
-    from hhperc.synth_households import make_households
-    from hhperc.similarity import check_annotation_table, study_embeddings, finetune_recipe, split_indices
-    from hhperc.predict import COMBINATIONS, feature_matrix, fit_unit, run_prediction, resolve_jobs
+    from hhperc.perception.formats import read_annotation_table
+    from hhperc.perception.synth import make_households
+    from hhperc.perception.similarity import check_annotation_table, study_embeddings, finetune_recipe, split_indices
+    from hhperc.perception.predict import COMBINATIONS, feature_matrix, fit_unit, run_prediction, resolve_jobs
 
     st = load_settings()
     cache = Cache(os.environ.get("HHPERC_BENCH_CACHE") or st.cache_dir)

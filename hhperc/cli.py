@@ -16,13 +16,13 @@ __all__ = ['COMMANDS', 'DISK_FULL', 'user_error', 'guarded', 'cmd_info', 'cmd_li
 # %% ../nbs/91_cli.ipynb #b381700b
 COMMANDS = {  # command -> "module:function(argv) -> int"
     "synth": ("hhperc.synth:synth_main", "write a synthetic world (households | objects | interactions)"),
-    "annotate": ("hhperc.annotators:annotate_main", "annotate a folder of images into a resumable store"),
-    "select": ("hhperc.dollarstreet:select_main", "select study A's balanced Dollar Street image set"),
-    "luab": ("hhperc.luab_train:luab_main", "train / evaluate LUAB classifiers"),
-    "hhi": ("hhperc.hhi:hhi_main", "human-human interaction text pipeline (pseudo-labels, summariser)"),
-    "captioner": ("hhperc.hhi_captioner:hhi_captioner_main", "train / decode the CLIP-prefix HHI captioner"),
-    "similarity": ("hhperc.similarity:similarity_main", "study A: fine-tune the sentence encoder, cosine similarity of annotation types"),
-    "predict": ("hhperc.predict:predict_main", "study A: region (RUSBoost) / income (AdaBoost.R2) from annotation embeddings"),
+    "annotate": ("hhperc.perception.commands:annotate_main", "annotate a folder of images into a resumable store"),
+    "select": ("hhperc.perception.commands:select_main", "select study A's balanced Dollar Street image set"),
+    "luab": ("hhperc.luab.commands:luab_main", "train / evaluate LUAB classifiers"),
+    "hhi": ("hhperc.hhi.commands:hhi_main", "human-human interaction text pipeline (pseudo-labels, summariser)"),
+    "captioner": ("hhperc.hhi.commands:hhi_captioner_main", "train / decode the CLIP-prefix HHI captioner"),
+    "similarity": ("hhperc.perception.commands:similarity_main", "study A: fine-tune the sentence encoder, cosine similarity of annotation types"),
+    "predict": ("hhperc.perception.commands:predict_main", "study A: region (RUSBoost) / income (AdaBoost.R2) from annotation embeddings"),
 }
 
 def _external(name: str, argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""`hhperc.formats`: one import for every reader of FORMATS.md, and the bad-record bookkeeping they share.
+"""`hhperc.formats`: the bad-record bookkeeping every study's readers share.
 
 Docs: https://github.com/hhperc/hhperc/formats.html.md"""
 
@@ -69,23 +69,3 @@ def safe_join(root, rel) -> Path:
 def is_junk(path) -> bool:
     "macOS resource forks (`._*`) and dot files are never records."
     return Path(path).name.startswith(".")
-
-# %% ../nbs/02_formats.ipynb #2cccc707
-_PUBLIC = {
-    "read_dollar_street": "formats_dollarstreet", "read_annotation_table": "formats_dollarstreet",
-    "write_annotation_table": "formats_dollarstreet", "write_dollar_street": "formats_dollarstreet",
-    "read_mlcommons_dollar_street": "formats_dollarstreet",
-    "read_imagenet_ab": "formats_byproducts", "read_coco_ab": "formats_byproducts",
-    "write_imagenet_ab_xml": "formats_byproducts", "write_coco_ab": "formats_byproducts",
-    "build_byproduct_index": "formats_byproducts", "load_byproduct_index": "formats_byproducts",
-    "read_whos_waldo": "formats_hhi", "read_waldo_wenda": "formats_hhi", "read_imsitu_hhi": "formats_hhi",
-    "read_phhi": "formats_hhi", "write_whos_waldo_sample": "formats_hhi", "write_waldo_wenda": "formats_hhi",
-    "write_imsitu_hhi": "formats_hhi", "write_phhi": "formats_hhi", "write_whos_waldo_splits": "formats_hhi",
-}
-
-def __getattr__(name):
-    if name in _PUBLIC:
-        mod = importlib.import_module(f"hhperc.{_PUBLIC[name]}")
-        try: return getattr(mod, name)
-        except AttributeError: raise AttributeError(f"hhperc.{_PUBLIC[name]} does not define {name} yet") from None
-    raise AttributeError(f"module 'hhperc.formats' has no attribute {name!r}")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse, importlib, json, sys, time
 from pathlib import Path
 
-STUDIES = {"households": ("hhperc.synth_households", "make_households"),
-           "objects": ("hhperc.synth_objects", "make_objects"),
-           "interactions": ("hhperc.synth_interactions", "make_interactions")}
+STUDIES = {"households": ("hhperc.perception.synth", "make_households"),
+           "objects": ("hhperc.luab.synth", "make_objects"),
+           "interactions": ("hhperc.hhi.synth", "make_interactions")}
 SCALES = ("smoke", "default")
 
 def world_maker(study: str):

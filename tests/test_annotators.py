@@ -1,6 +1,6 @@
-"""hhperc.annotators end to end: resume after kill -9, corrupt images, shard merge, export round trip, CLI.
+"""hhperc.perception.annotators end to end: resume after kill -9, corrupt images, shard merge, export round trip, CLI.
 
-Tiny models on the synthetic households (hhperc.synth_households), which include a truncated and an empty JPEG."""
+Tiny models on the synthetic households (hhperc.perception.synth), which include a truncated and an empty JPEG."""
 import json
 import os
 import signal
@@ -12,7 +12,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from hhperc.annotators import (AnnotationStore, CaptionAnnotator, ObjectAnnotator, annotate_main, list_images)
+from hhperc.perception.annotators import AnnotationStore, CaptionAnnotator, ObjectAnnotator, list_images
+from hhperc.perception.commands import annotate_main
 
 TINY = ["--set", "models.detector=tiny", "--set", "models.captioner=tiny"]
 ARGS = ["--threshold", "0.3", "--max-new-tokens", "5", "--no-progress", "--threads", "1"] + TINY
@@ -21,7 +22,7 @@ DET, CAP = ObjectAnnotator("tiny", threshold=0.3), CaptionAnnotator("tiny", max_
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from hhperc.synth_households import make_households
+    from hhperc.perception.synth import make_households
     paths = make_households(tmp_path_factory.mktemp("hh"), scale=16, seed=0)
     images = paths["images_dir"]
     good, bad = [], []
@@ -63,7 +64,7 @@ def test_full_run_and_corrupt_images(world, full_store):
 
 def test_resume_after_kill(world, tmp_path):
     store = tmp_path / "store"
-    code = ("import sys; from hhperc.annotators import annotate_main; sys.exit(annotate_main(sys.argv[1:]))")
+    code = ("import sys; from hhperc.perception.commands import annotate_main; sys.exit(annotate_main(sys.argv[1:]))")
     cmd = [sys.executable, "-c", code, "--images", str(world["images"]), "--store", str(store), "--batch", "2",
            "--workers", "0", "--throttle", "0.4"] + ARGS
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
@@ -116,7 +117,7 @@ def test_shards_merge(world, full_store, tmp_path):
 
 
 def test_export_roundtrip(world, full_store, tmp_path, cli):
-    from hhperc.formats import read_annotation_table
+    from hhperc.perception.formats import read_annotation_table
     out = tmp_path / "table.csv"
     r = cli("annotate", "--annotators", "", "--store", full_store.root, "--export", out,
             "--metadata", world["paths"]["metadata_dir"], "--human", world["paths"]["human_tags"], *TINY)

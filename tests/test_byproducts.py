@@ -1,4 +1,4 @@
-"""ImageNet-AB / COCO-AB readers, writers and index (hhperc.formats_byproducts) and the objects world CLI.
+"""ImageNet-AB / COCO-AB readers, writers and index (hhperc.luab.formats) and the objects world CLI.
 
 FORMATS.md samples parse to the documented values; write -> read round trips (hypothesis);
 a fuzz corpus of broken records is skipped and counted, never crashes a reader, and the fast index
@@ -15,10 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from hhperc.formats import FormatError
-from hhperc.formats_byproducts import (COCO_CLASSES, COCO_INDEX, BadRecord, build_byproduct_index, coco_ab_row,
-                                       coco_points, fast_imagenet_ab_row, imagenet_ab_row, imagenet_ab_xml,
-                                       load_byproduct_index, parse_imagenet_ab_xml, read_coco_ab, read_imagenet_ab,
-                                       write_coco_ab, write_imagenet_ab_xml)
+from hhperc.luab.formats import COCO_CLASSES, COCO_INDEX, BadRecord, build_byproduct_index, coco_ab_row, coco_points, fast_imagenet_ab_row, imagenet_ab_row, imagenet_ab_xml, load_byproduct_index, parse_imagenet_ab_xml, read_coco_ab, read_imagenet_ab, write_coco_ab, write_imagenet_ab_xml
 
 # FORMATS.md section 2, with its placeholders (`..`, `True|False`, prose in element text) filled in.
 IMAGENET_AB_SAMPLE = """<annotation>
@@ -61,7 +58,7 @@ def same_row(a: dict, b: dict, skip=()) -> bool:
 
 def _rec(k: int, wnid: str = "n02490219") -> dict:
     "A deterministic realistic record from the objects world's simulated annotators."
-    from hhperc.synth_objects import annotate_imagenet_ab, make_annotators
+    from hhperc.luab.synth import annotate_imagenet_ab, make_annotators
     rng = np.random.default_rng(k)
     mask = np.zeros((40, 40), bool)
     x, y = rng.integers(0, 25, 2)

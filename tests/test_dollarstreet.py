@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from hhperc.formats import FormatError
-from hhperc.formats_dollarstreet import (ANNOTATION_COLUMNS, METADATA_COLUMNS, REGIONS, TOPICS, read_annotation_table,
-                                         read_dollar_street, write_annotation_table, write_dollar_street)
-from hhperc.dollarstreet import select_study_images, study_table, DS_ANNOTATIONS
-from hhperc.synth_households import make_households
+from hhperc.perception.formats import ANNOTATION_COLUMNS, METADATA_COLUMNS, REGIONS, TOPICS, read_annotation_table, read_dollar_street, write_annotation_table, write_dollar_street
+from hhperc.perception.dataset import select_study_images
+from hhperc.perception.paper import study_table, DS_ANNOTATIONS
+from hhperc.perception.synth import make_households
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +165,7 @@ def test_fuzz_truncated_metadata(tmp_path, world, cut, junk):
 
 def test_selection_on_mlcommons_schema(world, tmp_path):
     """The same images written in the MLCommons schema select the same set."""
-    from hhperc.dollarstreet import read_metadata
+    from hhperc.perception.dataset import read_metadata
     raw = read_dollar_street(world["metadata_dir"])
     codes = {"Africa": "af", "Asia": "as", "Europe": "eu", "The Americas": "am"}
     ml = raw.groupby("id", sort=True).agg(topics=("topic", list), region=("region", "first"), country=("country", "first"),

@@ -38,7 +38,8 @@ def _cli_args(tmp_path, df):
 
 
 def test_captioner_cli_trains_saves_and_resumes(tmp_path):
-    from hhperc.hhi_captioner import hhi_captioner_main, load_bundle, predict_clipcap
+    from hhperc.hhi.commands import hhi_captioner_main
+    from hhperc.hhi.captioner import load_bundle, predict_clipcap
     df = _images(tmp_path / "ww")
     args = _cli_args(tmp_path, df) + ["--out", str(tmp_path / "out")]
     assert hhi_captioner_main(args) == 0
@@ -55,7 +56,7 @@ def test_captioner_cli_trains_saves_and_resumes(tmp_path):
 
 def test_captioner_bad_labels_file(tmp_path):
     from hhperc.formats import FormatError
-    from hhperc.hhi_captioner import hhi_captioner_main
+    from hhperc.hhi.commands import hhi_captioner_main
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(FormatError, match="bad.csv"):
         hhi_captioner_main(["--labels", str(tmp_path / "bad.csv"), "--images", str(tmp_path), "--out", str(tmp_path / "o")])
@@ -68,7 +69,7 @@ def test_captioner_ddp_under_torchrun(tmp_path):
     args = _cli_args(tmp_path, df) + ["--out", str(tmp_path / "ddp")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     r = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
-                        "-m", "hhperc.hhi_captioner", *args], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+                        "-m", "hhperc.hhi.captioner", *args], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "ddp" / "captioner" / "captioner.json").exists()
     assert r.stdout.count("captioner saved") == 1          # only rank 0 writes

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from hhperc.formats import FormatError
-from hhperc.formats_hhi import read_phhi, read_waldo_wenda, read_whos_waldo, read_imsitu_hhi, write_whos_waldo_sample
+from hhperc.hhi.formats import read_phhi, read_waldo_wenda, read_whos_waldo, read_imsitu_hhi, write_whos_waldo_sample
 from hhperc import hhi
 
 
@@ -88,7 +88,7 @@ def test_extractor_on_synthetic_benchmark():
 
 
 def test_world_round_trip_and_bad_records(tmp_path):
-    from hhperc.synth_interactions import make_interactions
+    from hhperc.hhi.synth import make_interactions
     w = make_interactions(tmp_path / "w", "smoke", seed=1)
     ww = read_whos_waldo(w["whos_waldo"])
     assert len(ww) == 60 and ww.attrs["report"].skipped == 0
@@ -133,7 +133,7 @@ def test_paper_notebook_smoke(run_paper, tmp_path):
 def test_readers_never_crash_on_fuzz(tmp_path):
     """Random bytes / JSON in every Who's Waldo file and random CSV cells: skipped and counted, never a crash."""
     from hypothesis import given, settings, strategies as st, HealthCheck
-    from hhperc.formats_hhi import write_phhi
+    from hhperc.hhi.formats import write_phhi
     root = tmp_path / "ww"
     write_whos_waldo_sample(root, 1, b"\xff\xd8jpeg", "[NAME] hugs [NAME].")
     jsonish = st.recursive(st.none() | st.booleans() | st.integers(-3, 99) | st.floats(allow_nan=True) | st.text(max_size=5),

@@ -9,8 +9,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from hhperc.luab import (keypoints_to_target, mean_point, point_target, points_to_keypoints, train_transform,
-                         transform_with_points)
+from hhperc.luab.data import keypoints_to_target, mean_point, point_target, points_to_keypoints, train_transform, transform_with_points
 
 
 def test_v2_path_agrees_with_point_target_on_10000_crops():
@@ -61,7 +60,7 @@ def test_full_pipeline_keeps_image_and_click_together():
 
 def test_ddp_two_cpu_processes_agree():
     """Two gloo replicas trained under DDP end with identical parameters (that moved from their start)."""
-    from hhperc.luab_train import TrainConfig, spawn_ddp_check
+    from hhperc.luab.train import TrainConfig, spawn_ddp_check
     cfg = TrainConfig(arch="resnet18", variant="luab", num_classes=4, image_size=16, epochs=1, batch_size=4, lr=0.05, device="cpu")
     flats = spawn_ddp_check(2, cfg, n=16, size=16)
     assert len(flats) == 2 and torch.equal(flats[0], flats[1])
@@ -71,7 +70,7 @@ def test_ddp_two_cpu_processes_agree():
 
 
 def test_cli_train_resume_eval(tmp_path, capsys):
-    from hhperc.luab_train import luab_main
+    from hhperc.luab.commands import luab_main
     out = tmp_path / "run"
     args = ["train", "--synthetic", "--out", str(out), "--arch", "resnet18", "--variant", "luab", "--epochs", "1",
             "--profile", "smoke", "--set", f"run.cache={tmp_path / 'cache'}", "--set", "run.device=cpu", "--no-progress"]
@@ -88,14 +87,14 @@ def test_cli_train_resume_eval(tmp_path, capsys):
 
 
 def test_cli_bad_input_is_one_clear_error(tmp_path, capsys):
-    from hhperc.luab_train import luab_main
+    from hhperc.luab.commands import luab_main
     rc = luab_main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--profile", "smoke"])
     err = capsys.readouterr().err
     assert rc == 2 and "nope" in err and "ImageFolder" in err
 
 
 def test_unknown_metrics_are_not_invented():
-    from hhperc.luab_eval import UNKNOWN_METRICS, unknown_metric_rows
+    from hhperc.luab.metrics import UNKNOWN_METRICS, unknown_metric_rows
     rows = unknown_metric_rows(["ResNet50"], ["base", "LUAB"], ["V^min", "V^avg", "Cocc"])
     assert all(np.isnan(r["value"]) and "not computed" in r["note"] for r in rows)
     assert {"V^min", "V^avg", "Cocc"} <= set(UNKNOWN_METRICS)

@@ -162,7 +162,7 @@ def _images(w, tmp, n=6):
 
 
 def _store_ids(store):
-    from hhperc.annotators import AnnotationStore
+    from hhperc.perception.annotators import AnnotationStore
     st = AnnotationStore(store)
     keys = sorted(p.name for p in (Path(store) / "records").iterdir())
     return {k: sorted(st.records(k).image_id) for k in keys}
@@ -176,7 +176,7 @@ def _(w, tmp):
     (d / "text.jpg").write_text("not an image")
     r = ok(cli("annotate", "--images", d, "--store", tmp / "s", *TINY, *S(w)))
     assert "3 errors" in r.stdout, r.stdout
-    from hhperc.annotators import AnnotationStore
+    from hhperc.perception.annotators import AnnotationStore
     err = AnnotationStore(tmp / "s").errors()
     assert sorted(err.image_id) == ["empty", "text", "trunc"] and set(err.stage) == {"decode"}
     assert all(ids == good for ids in _store_ids(tmp / "s").values())       # every good image kept

@@ -10,9 +10,9 @@ from hhperc import tables as T
 @pytest.fixture(scope="module")
 def households(tmp_path_factory):
     "A small synthetic households annotation table (160 images, no images rendered)."
-    from hhperc.synth_households import make_households
-    from hhperc.formats_dollarstreet import read_annotation_table
-    from hhperc.similarity import check_annotation_table
+    from hhperc.perception.synth import make_households
+    from hhperc.perception.formats import read_annotation_table
+    from hhperc.perception.similarity import check_annotation_table
     root = tmp_path_factory.mktemp("hh")
     p = make_households(root, scale=160, seed=0, images=False)["annotation_table"]
     return p, check_annotation_table(read_annotation_table(p), str(p))
@@ -20,8 +20,8 @@ def households(tmp_path_factory):
 
 def test_parallel_equals_sequential(households, tmp_path):
     from hhperc.config import Cache
-    from hhperc.similarity import study_embeddings, finetune_recipe
-    from hhperc.predict import run_prediction
+    from hhperc.perception.similarity import study_embeddings, finetune_recipe
+    from hhperc.perception.predict import run_prediction
     _, df = households
     emb, _ = study_embeddings(df, "tiny", finetune_recipe(epochs=0), cache=Cache(tmp_path))
     for task in ("region", "income"):
@@ -59,7 +59,7 @@ def test_ds_notebooks_smoke(run_paper, tmp_path):
 
 def test_released_schema_only(households, run_paper, tmp_path):
     "Exactly the 8 released columns (no confidence column), given as annotations_csv: runs, labelled real+tiny."
-    from hhperc.formats_dollarstreet import ANNOTATION_COLUMNS
+    from hhperc.perception.formats import ANNOTATION_COLUMNS
     path, df = households
     table = tmp_path / "released.csv"
     pd.read_csv(path)[ANNOTATION_COLUMNS].to_csv(table, index=False)
@@ -71,6 +71,6 @@ def test_released_schema_only(households, run_paper, tmp_path):
 
 def test_bad_table_is_one_clear_error(tmp_path):
     from hhperc.formats import FormatError
-    from hhperc.similarity import check_annotation_table
+    from hhperc.perception.similarity import check_annotation_table
     with pytest.raises(FormatError, match="ml_captions"):
         check_annotation_table(pd.DataFrame({"id": [1], "category": ["kitchens"]}), "bad.csv")
