@@ -8,19 +8,12 @@ Docs: https://github.com/hhperc/hhperc/perception/formats.html.md"""
 from __future__ import annotations
 import ast, csv, logging, math, re
 from pathlib import Path
-import numpy as np
 import pandas as pd
 from ..config import write_csv
 from ..formats import FormatError, ReadReport, safe_join, is_junk
 
 log = logging.getLogger("hhperc.formats")
 
-# %% auto #0
-__all__ = ['log', 'REGIONS', 'TOPICS', 'ACTION_TOPICS', 'METADATA_COLUMNS', 'ANNOTATION_COLUMNS', 'MLCOMMONS_COLUMNS',
-           'normalise_region', 'topic_slug', 'image_path', 'read_dollar_street', 'write_dollar_street',
-           'read_annotation_table', 'write_annotation_table', 'read_mlcommons_dollar_street']
-
-# %% ../../nbs/perception/00_formats.ipynb #add84482
 REGIONS = ("Africa", "Asia", "Europe", "The Americas")
 TOPICS = ("drinking-water", "drying-clothes", "front-doors", "hand-washing", "kitchens", "living-rooms",
           "places-for-dinner", "washing-clothes")
@@ -29,23 +22,35 @@ METADATA_COLUMNS = ["id", "topics", "media_type", "images", "familyid", "region"
 ANNOTATION_COLUMNS = ["id", "category", "country", "income", "region", "human_labels", "ml_captions", "ml_labels"]
 MLCOMMONS_COLUMNS = ["id", "country.id", "country.name", "region.id", "type", "imageRelPath", "topics", "place", "income"]
 
+# %% auto #0
+__all__ = ['log', 'REGIONS', 'TOPICS', 'ACTION_TOPICS', 'METADATA_COLUMNS', 'ANNOTATION_COLUMNS', 'MLCOMMONS_COLUMNS',
+           'normalise_region', 'topic_slug', 'image_path', 'read_dollar_street', 'write_dollar_street',
+           'read_annotation_table', 'write_annotation_table', 'read_mlcommons_dollar_street']
+
+# %% ../../nbs/perception/00_formats.ipynb #ade89bc9
 _REGION_ALIASES = {"africa": "Africa", "af": "Africa", "asia": "Asia", "as": "Asia", "europe": "Europe", "eu": "Europe",
                    "the americas": "The Americas", "americas": "The Americas", "america": "The Americas", "am": "The Americas"}
 
-def normalise_region(value) -> str | None:
+def normalise_region(value, # a region as a file writes it ("af", " Europe ", "Americas", ...)
+                    ) -> str | None:
     "A region name as the study writes it, or None when it is not one of the four regions."
     if not isinstance(value, str): return None
     return _REGION_ALIASES.get(value.strip().lower())
 
-def topic_slug(value) -> str:
+# %% ../../nbs/perception/00_formats.ipynb #5829b5ef
+def topic_slug(value, # a topic as written anywhere ("Hand washing", "places_for dinner", "kitchens.")
+              ) -> str:
     "Topic names as file-name slugs: 'Hand washing' -> 'hand-washing'."
     return re.sub(r"[^a-z0-9]+", "-", str(value).strip().lower()).strip("-")
 
-def image_path(images_root, image_id) -> Path:
+# %% ../../nbs/perception/00_formats.ipynb #68d029ec
+def image_path(images_root, # folder of the Dollar Street images
+               image_id,    # the 24-hex-digit image id
+              ) -> Path:
     "The local image file of a Dollar Street id: `<images_root>/<id>.jpg`, never outside the root."
     return safe_join(images_root, f"{image_id}.jpg")
 
-# %% ../../nbs/perception/00_formats.ipynb #ade89bc9
+# %% ../../nbs/perception/00_formats.ipynb #5c1b7f81
 _MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"PK\x03\x04", b"\x1f\x8b", b"PAR1", b"%PDF", b"BZh", b"\xfd7zXZ", b"RIFF")
 
 def _binary(head: bytes) -> bool:
@@ -62,7 +67,11 @@ def _sniff(path: Path, expected: str):
     if first in (b"[", b"{"):
         raise FormatError(path, expected, "JSON (e.g. a COCO-AB byproduct file)", "Pass a CSV with the columns above.")
 
-def _read_csv(path: Path, required, expected: str, report: ReadReport) -> pd.DataFrame:
+def _read_csv(path: Path,        # the file
+              required,          # columns it must have
+              expected: str,     # what the file should be, for the error message
+              report: ReadReport, # counts the damaged lines
+             ) -> pd.DataFrame:
     "The CSV as strings; a damaged line (too many fields, NUL bytes) is skipped and counted in `report`."
     _sniff(path, expected)
     kw = dict(dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True)
@@ -82,7 +91,9 @@ def _read_csv(path: Path, required, expected: str, report: ReadReport) -> pd.Dat
     for n in bad: report.skip(path, f"malformed line: {n} fields, the header has {len(df.columns)}")
     return df
 
-def _income(v):
+# %% ../../nbs/perception/00_formats.ipynb #ca6e77b3
+def _income(v, # the income field as read (a string such as "198" or "2496.5")
+           ):
     "(float, None) or (None, reason)."
     try: x = float(v)
     except (TypeError, ValueError): return None, f"income: not a number ({v!r})"
@@ -93,7 +104,31 @@ def _income(v):
 def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
 
-# %% ../../nbs/perception/00_formats.ipynb #5829b5ef
+# %% ../../nbs/perception/00_formats.ipynb #a060cb34
+def _metadata_row(r: dict,          # one CSV row, as strings
+                  where: str,       # "<file>:<line>", for the report
+                  source,           # the file, written into `source_file`
+                  images_root,      # None, or the folder of `<id>.jpg` images
+                  report: ReadReport,
+                 ) -> dict | None:
+    "The row cleaned (id, income, region, topic, media_type, source_file, image), or None after counting why it is bad."
+    if _missing(r["id"]): report.skip(where, "missing field: id"); return None
+    rid = str(r["id"]).strip()
+    inc, why = _income(r["income"])
+    if why: report.skip(where, why); return None
+    reg = normalise_region(r["region"])
+    if reg is None: report.skip(where, f"unknown region: {r['region']!r}"); return None
+    if _missing(r["topic"]): report.skip(where, "missing field: topic"); return None
+    media = "img" if _missing(r["media_type"]) else str(r["media_type"]).strip().lower()
+    if media not in ("img", "video"): report.skip(where, f"unknown media_type: {media!r}"); return None
+    row = dict(r)
+    row.update(id=rid, income=inc, region=reg, topic=topic_slug(r["topic"]), media_type=media, source_file=str(source))
+    if images_root is not None:
+        try: row["image"] = str(image_path(images_root, rid))
+        except ValueError: report.skip(where, f"unsafe id: {rid!r} leaves the image root"); return None
+    return row
+
+# %% ../../nbs/perception/00_formats.ipynb #9a79c434
 _META_EXPECTED = "Dollar Street per-topic metadata CSV with columns " + ", ".join(METADATA_COLUMNS)
 
 def _csv_files(csv_or_dir, expected) -> list[Path]:
@@ -105,7 +140,9 @@ def _csv_files(csv_or_dir, expected) -> list[Path]:
         return files
     return [p]
 
-def read_dollar_street(csv_or_dir, images_root=None) -> pd.DataFrame:
+def read_dollar_street(csv_or_dir,       # one per-topic metadata CSV, or a folder of them
+                       images_root=None,  # folder of `<id>.jpg` images; when given, rows get an `image` column
+                      ) -> pd.DataFrame:
     "Per-topic metadata CSV(s) -> one row per (id, topic); bad rows skipped and counted in `df.attrs['report']`."
     files = _csv_files(csv_or_dir, _META_EXPECTED)
     report = ReadReport(source=str(csv_or_dir))
@@ -115,26 +152,12 @@ def read_dollar_street(csv_or_dir, images_root=None) -> pd.DataFrame:
         except FormatError as e:
             if len(files) == 1: raise
             report.skip(f, f"not a metadata CSV: {e}"); continue     # a stray CSV in the folder: counted, not fatal
-        if "topic" not in raw.columns: raw["topic"] = topic_slug(f.stem)
+        if "topic" not in raw.columns or topic_slug(f.stem) in TOPICS: raw["topic"] = topic_slug(f.stem)
         for c in METADATA_COLUMNS:
             if c not in raw.columns: raw[c] = None
         for i, r in enumerate(raw.to_dict("records")):
-            where = f"{f}:{i + 2}"
-            if _missing(r["id"]): report.skip(where, "missing field: id"); continue
-            rid = str(r["id"]).strip()
-            inc, why = _income(r["income"])
-            if why: report.skip(where, why); continue
-            reg = normalise_region(r["region"])
-            if reg is None: report.skip(where, f"unknown region: {r['region']!r}"); continue
-            if _missing(r["topic"]): report.skip(where, "missing field: topic"); continue
-            media = "img" if _missing(r["media_type"]) else str(r["media_type"]).strip().lower()
-            if media not in ("img", "video"): report.skip(where, f"unknown media_type: {media!r}"); continue
-            row = {c: r[c] for c in raw.columns}
-            row.update(id=rid, income=inc, region=reg, topic=topic_slug(r["topic"]), media_type=media, source_file=str(f))
-            if images_root is not None:
-                try: row["image"] = str(image_path(images_root, rid))
-                except ValueError: report.skip(where, f"unsafe id: {rid!r} leaves the image root"); continue
-            rows.append(row); report.good()
+            row = _metadata_row(r, f"{f}:{i + 2}", f, images_root, report)
+            if row is not None: rows.append(row); report.good()
     cols = METADATA_COLUMNS + ["source_file"] + (["image"] if images_root is not None else [])
     if not rows and report.skipped and len(files) > 1 and report.reasons.get("not a metadata CSV") == len(files):
         raise FormatError(csv_or_dir, _META_EXPECTED, "no CSV in the folder with those columns")
@@ -145,8 +168,11 @@ def read_dollar_street(csv_or_dir, images_root=None) -> pd.DataFrame:
     df.attrs["report"] = report.log()
     return df
 
-def write_dollar_street(df: pd.DataFrame, out_dir) -> list[Path]:
-    "Write one metadata CSV per topic (`<out_dir>/<topic>.csv`, the columns of FORMATS.md), atomically."
+# %% ../../nbs/perception/00_formats.ipynb #07d5032f
+def write_dollar_street(df: pd.DataFrame, # metadata rows with at least id, region, income, topic
+                        out_dir,          # the folder to write `<topic>.csv` files into
+                       ) -> list[Path]:
+    "Write one metadata CSV per topic (`<out_dir>/<topic>.csv`, the ten metadata columns), atomically."
     missing = [c for c in ("id", "region", "income", "topic") if c not in df.columns]
     if missing: raise ValueError(f"write_dollar_street: the frame lacks columns {missing}")
     out = Path(out_dir); paths = []
@@ -157,10 +183,11 @@ def write_dollar_street(df: pd.DataFrame, out_dir) -> list[Path]:
         paths.append(write_csv(g[METADATA_COLUMNS], out / f"{topic_slug(topic)}.csv"))
     return paths
 
-# %% ../../nbs/perception/00_formats.ipynb #68d029ec
+# %% ../../nbs/perception/00_formats.ipynb #10cc1e64
 _ANN_EXPECTED = "annotation table CSV with columns " + ", ".join(ANNOTATION_COLUMNS)
 
-def read_annotation_table(csv) -> pd.DataFrame:
+def read_annotation_table(csv, # the annotation table CSV (the released 8 columns, extra columns allowed)
+                         ) -> pd.DataFrame:
     "The study's annotation table -> DataFrame (bad rows skipped and counted in `df.attrs['report']`)."
     path = Path(csv)
     if not path.is_file():
@@ -189,7 +216,10 @@ def read_annotation_table(csv) -> pd.DataFrame:
     df.attrs["report"] = report.log()
     return df
 
-def write_annotation_table(df: pd.DataFrame, path) -> Path:
+# %% ../../nbs/perception/00_formats.ipynb #3c77a53a
+def write_annotation_table(df: pd.DataFrame, # rows with the eight released columns (extra columns kept after them)
+                           path,             # the CSV to write
+                          ) -> Path:
     "Write the annotation table (the 8 columns first, extra columns after), atomically."
     missing = [c for c in ANNOTATION_COLUMNS if c not in df.columns]
     if missing: raise ValueError(f"write_annotation_table: the frame lacks columns {missing}; expected {ANNOTATION_COLUMNS}")
@@ -197,7 +227,7 @@ def write_annotation_table(df: pd.DataFrame, path) -> Path:
     d.attrs = {}
     return write_csv(d, path)
 
-# %% ../../nbs/perception/00_formats.ipynb #5c1b7f81
+# %% ../../nbs/perception/00_formats.ipynb #a3cedc9f
 _ML_EXPECTED = "MLCommons Dollar Street metadata CSV with columns " + ", ".join(MLCOMMONS_COLUMNS)
 
 def _topic_list(v) -> list[str]:
@@ -208,7 +238,9 @@ def _topic_list(v) -> list[str]:
         except (ValueError, SyntaxError): pass
     return [topic_slug(t) for t in s.split(",") if t.strip()]
 
-def read_mlcommons_dollar_street(csv, images_root=None) -> pd.DataFrame:
+def read_mlcommons_dollar_street(csv,              # the MLCommons metadata CSV
+                                 images_root=None,  # the release root `imageRelPath` is relative to
+                                ) -> pd.DataFrame:
     "MLCommons metadata -> the per-topic schema (one row per image and topic), with `image` when a root is given."
     path = Path(csv)
     report = ReadReport(source=str(path))

@@ -12,17 +12,10 @@ import numpy as np
 import pandas as pd
 from ..config import write_csv, write_bytes, write_json, stable_hash
 from .formats import REGIONS, TOPICS, ACTION_TOPICS, write_dollar_street, write_annotation_table, read_dollar_street
+from .dataset import select_study_images
 
 log = logging.getLogger("hhperc.perception.synth")
 
-# %% auto #0
-__all__ = ['log', 'PAPER_TOPIC_COUNTS', 'REGION_INCOME_MEAN', 'INCOME_RANGE', 'COUNTRIES', 'OTHER_TOPICS', 'TOPIC_OBJECTS',
-           'RICH_OBJECTS', 'REGION_OBJECTS', 'TOPIC_THINGS', 'RICH_THINGS', 'POOR_THINGS', 'REGION_THINGS', 'MATERIALS',
-           'MATERIAL_RGB', 'RICH_WORDS', 'POOR_WORDS', 'REGION_WORDS', 'GENERIC_WORDS', 'TOPIC_WORDS', 'SYNONYMS',
-           'ACTION_CAPTIONS', 'SCENE_NOUN', 'FALSE_POSITIVES', 'households_size', 'households_metadata', 'make_scene',
-           'render_scene', 'make_workers', 'human_tags', 'detector_labels', 'caption', 'make_households']
-
-# %% ../../nbs/perception/01_synth.ipynb #9aaca4dd
 PAPER_TOPIC_COUNTS = {"hand-washing": 272, "places-for-dinner": 272, "washing-clothes": 272, "drinking-water": 254,
                       "kitchens": 224, "living-rooms": 224, "front-doors": 192, "drying-clothes": 176}
 REGION_INCOME_MEAN = {"Africa": 346.0, "Asia": 1074.0, "The Americas": 1640.0, "Europe": 2620.0}
@@ -33,6 +26,14 @@ COUNTRIES = {"Africa": ["Nigeria", "Kenya", "Burundi", "Ethiopia", "Ghana", "Mal
              "The Americas": ["United States", "Mexico", "Brazil", "Colombia", "Haiti", "Bolivia", "Peru", "Canada"]}
 OTHER_TOPICS = ("toilets", "beds", "toothbrushes", "cooking-pots")
 
+# %% auto #0
+__all__ = ['log', 'PAPER_TOPIC_COUNTS', 'REGION_INCOME_MEAN', 'INCOME_RANGE', 'COUNTRIES', 'OTHER_TOPICS', 'TOPIC_OBJECTS',
+           'RICH_OBJECTS', 'REGION_OBJECTS', 'TOPIC_THINGS', 'RICH_THINGS', 'POOR_THINGS', 'REGION_THINGS', 'MATERIALS',
+           'MATERIAL_RGB', 'RICH_WORDS', 'POOR_WORDS', 'REGION_WORDS', 'GENERIC_WORDS', 'TOPIC_WORDS', 'SYNONYMS',
+           'ACTION_CAPTIONS', 'SCENE_NOUN', 'FALSE_POSITIVES', 'households_size', 'households_metadata', 'make_scene',
+           'render_scene', 'make_workers', 'human_tags', 'detector_labels', 'caption', 'make_households']
+
+# %% ../../nbs/perception/01_synth.ipynb #9aaca4dd
 TOPIC_OBJECTS = {
     "kitchens": {"oven": .45, "sink": .4, "bowl": .6, "cup": .45, "bottle": .45, "refrigerator": .3, "microwave": .2,
                  "knife": .25, "spoon": .25, "person": .15, "dining table": .2, "chair": .2},
@@ -53,6 +54,8 @@ RICH_OBJECTS = {"refrigerator", "microwave", "tv", "laptop", "car", "oven", "win
 REGION_OBJECTS = {"Africa": {"person", "bird", "cow", "bowl"}, "Asia": {"motorcycle", "bowl", "bicycle", "cup"},
                   "The Americas": {"car", "truck", "tv", "chair", "bottle"},
                   "Europe": {"potted plant", "vase", "clock", "book", "wine glass"}}
+
+# %% ../../nbs/perception/01_synth.ipynb #e10ebcff
 TOPIC_THINGS = {
     "kitchens": ["stove", "pot", "pan", "shelf", "kettle", "cupboard"], "living-rooms": ["rug", "curtains", "lamp", "sofa", "pillow", "window"],
     "places-for-dinner": ["plate", "table", "mat", "food", "tablecloth"], "front-doors": ["door", "gate", "wall", "steps", "roof", "lock"],
@@ -70,6 +73,8 @@ MATERIALS = {"Africa": ["mud", "brick", "concrete", "thatch"], "Asia": ["concret
 MATERIAL_RGB = {"mud": (150, 105, 70), "brick": (160, 80, 60), "concrete": (150, 150, 145), "thatch": (190, 160, 90),
                 "tiles": (170, 200, 210), "bamboo": (200, 180, 110), "wood": (170, 120, 80), "drywall": (225, 220, 205),
                 "plaster": (230, 225, 215), "wallpaper": (200, 180, 200)}
+
+# %% ../../nbs/perception/01_synth.ipynb #f0278625
 RICH_WORDS = ["modern", "clean", "new", "nice", "tidy", "spacious", "comfortable", "expensive"]
 POOR_WORDS = ["poor", "old", "simple", "dirty", "basic", "worn", "dark", "cramped"]
 REGION_WORDS = {"Africa": ["rural", "village", "dusty", "colorful", "outdoor", "hot"],
@@ -95,7 +100,9 @@ SCENE_NOUN = {"kitchens": "kitchen", "living-rooms": "living room", "places-for-
               "washing-clothes": "yard", "drying-clothes": "yard"}
 FALSE_POSITIVES = ["person", "chair", "bowl", "cup", "bottle", "tv", "dining table", "potted plant", "bed", "handbag", "clock"]
 
-def households_size(scale) -> int:
+# %% ../../nbs/perception/01_synth.ipynb #72a43056
+def households_size(scale, # "smoke", "default" / "full" / 0 / None, or a number of study images
+                   ) -> int:
     "Number of study images for a scale: 'smoke' -> 160, 'default' (or 0/None) -> 1886, an int as is."
     if scale in (None, 0, "0", "", "default", "full"): return 1886
     if scale == "smoke": return 160
@@ -115,6 +122,7 @@ def _cells_per_topic(n: int) -> dict:
     while c.sum() > total: c[np.argmax(c)] -= 1
     return dict(zip(TOPICS, c.tolist()))
 
+# %% ../../nbs/perception/01_synth.ipynb #a1cb0a0f
 def _income(rng, region, size):
     s = 0.95
     mu = math.log(REGION_INCOME_MEAN[region]) - s * s / 2
@@ -123,11 +131,11 @@ def _income(rng, region, size):
 def _hexid(*parts) -> str:
     return stable_hash("dollar-street-id", *parts, n=24)
 
-def households_metadata(n: int, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    "Raw metadata rows (study + extra) and {id: reason} of the images to write broken or leave missing."
-    rng = np.random.default_rng([seed, 7])
-    cells = _cells_per_topic(n)
-    # families per region: each family shows up in several topics, with one income, country and slug
+def _families(rng,     # the world's generator (drawn from in this order: incomes, then countries, per region)
+              n: int,  # study images wanted
+              seed: int,
+             ) -> dict:
+    "{region: [family dicts with familyid, income, country, slug]}."
     fams = {}
     for r in REGIONS:
         k = max(6, int(n * 1.6 / 4 / 3))
@@ -135,6 +143,27 @@ def households_metadata(n: int, seed: int = 0) -> tuple[pd.DataFrame, dict]:
         ctry = rng.choice(COUNTRIES[r], size=k)
         fams[r] = [dict(familyid=_hexid(seed, "fam", r, j), income=float(inc[j]), country=str(ctry[j]),
                         slug=f"{str(ctry[j]).lower().replace(' ', '-').replace(chr(39), '')}-{j}") for j in range(k)]
+    return fams
+
+# %% ../../nbs/perception/01_synth.ipynb #fa6f7ccc
+def _add_bad_records(df: pd.DataFrame, rows: list, core: int, rng, seed: int) -> pd.DataFrame:
+    "`df` with max(2, 0.5 % of `core`) copies of core rows, each made bad in one field."
+    for j in range(max(2, int(0.005 * core))):
+        bad = dict(rows[int(rng.integers(core))], id=_hexid(seed, "bad", j))
+        if j % 3 == 0: bad["income"] = "nan"
+        elif j % 3 == 1: bad["region"] = "Atlantis"
+        else: bad["income"] = -5.0
+        df = pd.concat([df, pd.DataFrame([bad])], ignore_index=True)
+    return df
+
+# %% ../../nbs/perception/01_synth.ipynb #1006ed3d
+def households_metadata(n: int,        # study images wanted after the selection
+                        seed: int = 0,
+                       ) -> tuple[pd.DataFrame, dict]:
+    "Raw metadata rows (study + extra) and {id: reason} of the images to write broken or leave missing."
+    rng = np.random.default_rng([seed, 7])
+    cells = _cells_per_topic(n)
+    fams = _families(rng, n, seed)    # each family shows up in several topics, with one income, country and slug
     rows = []
     def add(topic, region, media=None, fam=None):
         f = fam or fams[region][rng.integers(len(fams[region]))]
@@ -167,14 +196,7 @@ def households_metadata(n: int, seed: int = 0) -> tuple[pd.DataFrame, dict]:
         rows.append(dup)
     df = pd.DataFrame(rows)
     df["income"] = df["income"].astype(object)
-    # a few bad records the reader must skip
-    for j in range(max(2, int(0.005 * core))):
-        bad = dict(rows[int(rng.integers(core))], id=_hexid(seed, "bad", j))
-        if j % 3 == 0: bad["income"] = "nan"
-        elif j % 3 == 1: bad["region"] = "Atlantis"
-        else: bad["income"] = -5.0
-        df = pd.concat([df, pd.DataFrame([bad])], ignore_index=True)
-    return df, broken
+    return _add_bad_records(df, rows, core, rng, seed), broken
 
 # %% ../../nbs/perception/01_synth.ipynb #e417574a
 def _z(income: float) -> float:
@@ -182,7 +204,11 @@ def _z(income: float) -> float:
 
 def _sig(x): return 1 / (1 + math.exp(-x))
 
-def make_scene(rng, topic: str, region: str, income: float) -> dict:
+def make_scene(rng,          # a numpy Generator
+               topic: str,   # the image's topic (one outside the study is drawn as a living room)
+               region: str,  # one of REGIONS
+               income: float, # USD per month
+              ) -> dict:
     "Latent content of one image: COCO objects, other things, wall material, people's cues."
     z = _z(income)
     objs = []
@@ -208,7 +234,10 @@ def _style(name: str):
     rgb = ((h >> 0) % 200 + 40, (h >> 8) % 200 + 40, (h >> 16) % 200 + 40)
     return rgb, ("rect", "ellipse", "triangle")[(h >> 24) % 3]
 
-def render_scene(scene: dict, rng, size: int = 96):
+def render_scene(scene: dict, # from `make_scene`
+                 rng,         # a numpy Generator for positions and sizes
+                 size: int = 96, # the image side in pixels
+                ):
     "A PIL image of a scene."
     from PIL import Image, ImageDraw
     light = 0.55 + 0.45 * _sig(scene["z"])
@@ -241,11 +270,20 @@ def _misspell(rng, w: str) -> str:
     if k == 1: return w[:i] + w[i + 1:]
     return w[:i] + w[i] + w[i:]
 
-def make_workers(rng, n: int = 30) -> list[dict]:
+def make_workers(rng,        # a numpy Generator
+                 n: int = 30, # pool size
+                ) -> list[dict]:
+    "A pool of crowd workers, each with an id and their habits (typo rate, abstract words, synonyms)."
     return [dict(id=stable_hash("worker", int(rng.integers(1 << 30)), n=10).upper(), typo=float(rng.uniform(0, 0.12)),
                  abstract=float(rng.uniform(0.05, 0.35)), synonym=float(rng.uniform(0.1, 0.6))) for _ in range(n)]
 
-def human_tags(rng, scene: dict, topic: str, region: str, worker: dict) -> list[str]:
+# %% ../../nbs/perception/01_synth.ipynb #4eae1887
+def human_tags(rng,            # a numpy Generator
+               scene: dict,    # from `make_scene`
+               topic: str,
+               region: str,
+               worker: dict,   # from `make_workers`
+              ) -> list[str]:
     "One worker's 5-10 tags for a scene."
     k = int(rng.integers(5, 11))
     pool = []
@@ -264,7 +302,10 @@ def human_tags(rng, scene: dict, topic: str, region: str, worker: dict) -> list[
     pick = rng.choice(len(words), size=min(k, len(words)), replace=False, p=p)
     return [_misspell(rng, words[i]) if rng.random() < worker["typo"] else words[i] for i in pick]
 
-def detector_labels(rng, scene: dict) -> list[tuple[str, float]]:
+# %% ../../nbs/perception/01_synth.ipynb #71e00767
+def detector_labels(rng,         # a numpy Generator
+                    scene: dict, # from `make_scene`
+                   ) -> list[tuple[str, float]]:
     "Detector-like (label, score) pairs, best first; labels scoring > 0.5 are the paper's `ml_labels`."
     out = {}
     for o in scene["objects"]:
@@ -275,7 +316,12 @@ def detector_labels(rng, scene: dict) -> list[tuple[str, float]]:
         out[o] = max(out.get(o, 0), rng.uniform(0.3, 0.8))
     return sorted(((o, round(float(s), 3)) for o, s in out.items()), key=lambda x: -x[1])
 
-def caption(rng, scene: dict, topic: str, region: str) -> str:
+# %% ../../nbs/perception/01_synth.ipynb #21a84b5e
+def caption(rng,          # a numpy Generator
+            scene: dict,  # from `make_scene`
+            topic: str,
+            region: str,
+           ) -> str:
     "A BLIP-style sentence for a scene."
     objs = list(scene["objects"])
     if rng.random() < 0.25: objs = [FALSE_POSITIVES[rng.integers(len(FALSE_POSITIVES))]] + objs
@@ -301,36 +347,22 @@ def caption(rng, scene: dict, topic: str, region: str) -> str:
 def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
-# %% ../../nbs/perception/01_synth.ipynb #4eae1887
-def make_households(root, scale="smoke", seed: int = 0, images: bool = True, image_size: int = 96) -> dict:
-    "Write the synthetic households world under `root`; return its paths."
-    from hhperc.perception.dataset import select_study_images
-    n = households_size(scale)
-    root = Path(root); root.mkdir(parents=True, exist_ok=True)
-    meta, broken = households_metadata(n, seed)
-    mdir = root / "metadata"
-    write_dollar_street(meta, mdir)
-    # scenes for every listed image (the same scene for an image listed under two topics)
-    rng = np.random.default_rng([seed, 11])
-    good = meta[meta["region"].isin(REGIONS) & (pd.to_numeric(meta["income"], errors="coerce") > 0)]
-    first = good.drop_duplicates("id")
-    scenes = {r.id: make_scene(rng, r.topic, r.region, float(r.income)) for r in first.itertuples()}
-    idir = root / "images"
-    if images:
-        idir.mkdir(parents=True, exist_ok=True)
-        rrng = np.random.default_rng([seed, 13])
-        for iid, sc in scenes.items():
-            kind = broken.get(iid)
-            if kind == "missing": continue
-            data = _jpeg(render_scene(sc, rrng, image_size))
-            if kind == "empty": data = b""
-            elif kind == "truncated": data = data[: len(data) // 3]
-            write_bytes(idir / f"{iid}.jpg", data)
-    raw = read_dollar_street(mdir)
-    sel, lg = select_study_images(raw, seed=seed, images_root=idir if images else None,
-                                  drop_ids=None if images else {i: f"unreadable image: synthetic {k}" for i, k in broken.items()})
-    write_csv(lg, root / "selection_log.csv")
-    # annotations of the selected images
+# %% ../../nbs/perception/01_synth.ipynb #de25c1b9
+def _write_images(scenes: dict, broken: dict, idir: Path, seed: int, image_size: int):
+    "Render and write `<idir>/<id>.jpg` for every scene; broken ones missing, empty or truncated."
+    idir.mkdir(parents=True, exist_ok=True)
+    rrng = np.random.default_rng([seed, 13])
+    for iid, sc in scenes.items():
+        kind = broken.get(iid)
+        if kind == "missing": continue
+        data = _jpeg(render_scene(sc, rrng, image_size))
+        if kind == "empty": data = b""
+        elif kind == "truncated": data = data[: len(data) // 3]
+        write_bytes(idir / f"{iid}.jpg", data)
+
+# %% ../../nbs/perception/01_synth.ipynb #304fc00b
+def _annotate(sel: pd.DataFrame, scenes: dict, seed: int) -> tuple[pd.DataFrame, list]:
+    "(annotation table rows, crowd result rows) for the selected images."
     arng = np.random.default_rng([seed, 17])
     workers = make_workers(arng)
     ann, tags = [], []
@@ -349,7 +381,33 @@ def make_households(root, scale="smoke", seed: int = 0, images: bool = True, ima
                         human_labels=",".join(dict.fromkeys(union)), ml_captions=caption(arng, sc, r.topic, r.region),
                         ml_labels=",".join(o for o, s in det if s > 0.5), ml_label_scores=",".join(f"{o}:{s:.3f}" for o, s in det),
                         media_type=r.media_type))
-    table = pd.DataFrame(ann)
+    return pd.DataFrame(ann), tags
+
+# %% ../../nbs/perception/01_synth.ipynb #ea473efc
+def make_households(root,                 # the folder to write the world into
+                    scale="smoke",        # study images: "smoke" (160), "default" (1,886) or a number
+                    seed: int = 0,
+                    images: bool = True,  # render the images (False: metadata and tables only, much faster)
+                    image_size: int = 96, # rendered image side in pixels
+                   ) -> dict:
+    "Write the synthetic households world under `root`; return its paths."
+    n = households_size(scale)
+    root = Path(root); root.mkdir(parents=True, exist_ok=True)
+    meta, broken = households_metadata(n, seed)
+    mdir = root / "metadata"
+    write_dollar_street(meta, mdir)
+    # scenes for every listed image (the same scene for an image listed under two topics)
+    rng = np.random.default_rng([seed, 11])
+    good = meta[meta["region"].isin(REGIONS) & (pd.to_numeric(meta["income"], errors="coerce") > 0)]
+    first = good.drop_duplicates("id")
+    scenes = {r.id: make_scene(rng, r.topic, r.region, float(r.income)) for r in first.itertuples()}
+    idir = root / "images"
+    if images: _write_images(scenes, broken, idir, seed, image_size)
+    raw = read_dollar_street(mdir)
+    sel, lg = select_study_images(raw, seed=seed, images_root=idir if images else None,
+                                  drop_ids=None if images else {i: f"unreadable image: synthetic {k}" for i, k in broken.items()})
+    write_csv(lg, root / "selection_log.csv")
+    table, tags = _annotate(sel, scenes, seed)
     paths = dict(root=root, metadata_dir=mdir, images_dir=idir if images else None,
                  annotation_table=write_annotation_table(table, root / "annotations.csv"),
                  human_tags=write_csv(pd.DataFrame(tags), root / "human_tags.csv"),
