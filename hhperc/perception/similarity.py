@@ -6,7 +6,7 @@ Docs: https://github.com/hhperc/hhperc/perception/similarity.html.md"""
 
 # %% ../../nbs/perception/04_similarity.ipynb #df3201c1
 from __future__ import annotations
-import hashlib, json, math, os, re, shutil, tempfile, time
+import hashlib, json, math, re, shutil, tempfile, time
 from collections import Counter
 from pathlib import Path
 import numpy as np
@@ -14,14 +14,6 @@ import pandas as pd
 from ..config import Cache, stable_hash, atomic_write
 from ..formats import FormatError
 
-# %% auto #0
-__all__ = ['SOURCES', 'SOURCE_NAMES', 'PAIRS', 'PAIR_NAMES', 'REQUIRED_COLUMNS', 'ACTION_TOPICS', 'PAPER_MAP',
-           'check_annotation_table', 'normalize_topic', 'is_action', 'clean_text', 'annotation_texts',
-           'toy_annotation_table', 'split_indices', 'finetune_pairs', 'last_complete_checkpoint', 'finetune_encoder',
-           'texts_hash', 'finetune_recipe', 'study_embeddings', 'pair_similarity', 'similarity_records',
-           'plot_similarity', 'word_tagger', 'low_level_records', 'table_mode', 'ds_paper_figures']
-
-# %% ../../nbs/perception/04_similarity.ipynb #91cd9a8c
 SOURCES = {"O": "ml_labels", "C": "ml_captions", "H": "human_labels"}
 SOURCE_NAMES = {"O": "ML objects", "C": "ML captions", "H": "human labels"}
 PAIRS = (("O", "C"), ("O", "H"), ("C", "H"))
@@ -29,7 +21,29 @@ PAIR_NAMES = tuple(f"{a}~{b}" for a, b in PAIRS)
 REQUIRED_COLUMNS = ("id", "category", "country", "income", "region", "human_labels", "ml_captions", "ml_labels")
 ACTION_TOPICS = frozenset({"hand-washing", "drinking-water", "washing-clothes", "drying-clothes"})
 
-def check_annotation_table(df: pd.DataFrame, source: str = "annotation table") -> pd.DataFrame:
+# %% auto #0
+__all__ = ['SOURCES', 'SOURCE_NAMES', 'PAIRS', 'PAIR_NAMES', 'REQUIRED_COLUMNS', 'ACTION_TOPICS', 'PAPER_MAP', 'normalize_topic',
+           'is_action', 'check_annotation_table', 'clean_text', 'annotation_texts', 'toy_annotation_table',
+           'split_indices', 'finetune_pairs', 'last_complete_checkpoint', 'finetune_encoder', 'texts_hash',
+           'finetune_recipe', 'study_embeddings', 'pair_similarity', 'similarity_records', 'plot_similarity',
+           'word_tagger', 'low_level_records', 'table_mode', 'ds_paper_figures']
+
+# %% ../../nbs/perception/04_similarity.ipynb #91cd9a8c
+def normalize_topic(s, # a topic as written in a table
+                   ) -> str:
+    "'Hand washing' / 'hand_washing' / 'hand-washing' -> 'hand-washing'."
+    return "-".join(re.split(r"[\s_\-]+", str(s).strip().lower()))
+
+# %% ../../nbs/perception/04_similarity.ipynb #53a877b8
+def is_action(topic, # a topic in any spelling
+             ) -> bool:
+    "Action topics of the paper (hand-washing, drinking-water, washing-clothes, drying-clothes)."
+    return normalize_topic(topic) in ACTION_TOPICS
+
+# %% ../../nbs/perception/04_similarity.ipynb #1f0bfe7e
+def check_annotation_table(df: pd.DataFrame,              # a table in the released schema
+                           source: str = "annotation table", # where it came from, for the error
+                          ) -> pd.DataFrame:
     "Check the released schema; one clear error naming the source and the fix. Returns a copy with `topic` added."
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
@@ -41,29 +55,27 @@ def check_annotation_table(df: pd.DataFrame, source: str = "annotation table") -
     out["topic"] = out["category"].map(normalize_topic)
     return out
 
-def normalize_topic(s) -> str:
-    "'Hand washing' / 'hand_washing' / 'hand-washing' -> 'hand-washing'."
-    return "-".join(re.split(r"[\s_\-]+", str(s).strip().lower()))
-
-def is_action(topic) -> bool:
-    "Action topics of the paper (hand-washing, drinking-water, washing-clothes, drying-clothes)."
-    return normalize_topic(topic) in ACTION_TOPICS
-
+# %% ../../nbs/perception/04_similarity.ipynb #99af1731
 _APOS = re.compile(r"['\u2019`]")
 _PUNCT = re.compile(r"[^\w\s]|_")
 
-def clean_text(s) -> str:
+def clean_text(s, # an annotation string (comma-separated tags or a sentence), or NaN
+              ) -> str:
     "Lowercase, drop apostrophes, other punctuation -> space, collapse spaces. No spell-correction. Missing -> ''."
     if s is None or (isinstance(s, float) and math.isnan(s)): return ""
     s = _APOS.sub("", str(s).lower())
     return " ".join(_PUNCT.sub(" ", s).split())
 
-def annotation_texts(df: pd.DataFrame) -> pd.DataFrame:
+# %% ../../nbs/perception/04_similarity.ipynb #1870b6e4
+def annotation_texts(df: pd.DataFrame, # a checked annotation table
+                    ) -> pd.DataFrame:
     "Cleaned strings, one column per annotation type (O, C, H), one row per image."
     return pd.DataFrame({k: [clean_text(v) for v in df[c]] for k, c in SOURCES.items()}, index=df.index)
 
-# %% ../../nbs/perception/04_similarity.ipynb #1f0bfe7e
-def toy_annotation_table(n: int = 48, seed: int = 0) -> pd.DataFrame:
+# %% ../../nbs/perception/04_similarity.ipynb #d6ad8909
+def toy_annotation_table(n: int = 48,  # rows (regions and topics cycle)
+                         seed: int = 0,
+                        ) -> pd.DataFrame:
     "A few dozen rows in the released schema with a region signal in the words (for examples and tests only)."
     rng = np.random.default_rng(seed)
     regions = ["Africa", "Asia", "Europe", "The Americas"]
@@ -83,8 +95,12 @@ def toy_annotation_table(n: int = 48, seed: int = 0) -> pd.DataFrame:
                          ml_labels=", ".join(o)))
     return pd.DataFrame(rows)
 
-# %% ../../nbs/perception/04_similarity.ipynb #1870b6e4
-def split_indices(df: pd.DataFrame, test_size: float = 0.2, random_state: int = 42, stratify: str | None = "region"):
+# %% ../../nbs/perception/04_similarity.ipynb #98723c5d
+def split_indices(df: pd.DataFrame,            # the annotation table
+                  test_size: float = 0.2,
+                  random_state: int = 42,
+                  stratify: str | None = "region", # column to stratify on, or None
+                 ):
     "(train positions, test positions) of the paper's one split."
     from sklearn.model_selection import train_test_split
     idx = np.arange(len(df))
@@ -93,7 +109,9 @@ def split_indices(df: pd.DataFrame, test_size: float = 0.2, random_state: int = 
     return np.sort(tr), np.sort(te)
 
 # %% ../../nbs/perception/04_similarity.ipynb #eea4c01d
-def finetune_pairs(texts: pd.DataFrame, rows=None) -> tuple[list, list]:
+def finetune_pairs(texts: pd.DataFrame, # cleaned strings (from `annotation_texts`)
+                   rows=None,           # row positions to use (default all)
+                  ) -> tuple[list, list]:
     "Anchor and positive lists: per image (in `rows`, default all) the pairs O-C, O-H, C-H with both strings non-empty."
     rows = range(len(texts)) if rows is None else rows
     anchors, positives = [], []
@@ -103,7 +121,9 @@ def finetune_pairs(texts: pd.DataFrame, rows=None) -> tuple[list, list]:
             if r[a] and r[b]: anchors.append(r[a]); positives.append(r[b])
     return anchors, positives
 
-def last_complete_checkpoint(folder) -> str | None:
+# %% ../../nbs/perception/04_similarity.ipynb #2d5cc03f
+def last_complete_checkpoint(folder, # a transformers Trainer output folder with `checkpoint-<step>` sub-folders
+                            ) -> str | None:
     """The newest whole `checkpoint-<step>` of a transformers Trainer in `folder`, or None. The trainer writes
     trainer_state.json last (after weights, optimizer and RNG states), so a checkpoint whose trainer_state.json
     parses is whole; a kill mid-write leaves it missing or truncated."""
@@ -113,9 +133,20 @@ def last_complete_checkpoint(folder) -> str | None:
     done = [c for c in Path(folder).glob("checkpoint-*") if c.name.split("-")[-1].isdigit() and complete(c)]
     return str(max(done, key=lambda c: int(c.name.split("-")[-1]))) if done else None
 
-def finetune_encoder(model, anchors: list, positives: list, epochs: int = 10, batch_size: int = 16,
-                     warmup: float = 0.1, seed: int = 0, learning_rate: float = 2e-5, output_dir=None, max_steps: int = -1,
-                     checkpoint_dir=None, log=None):
+# %% ../../nbs/perception/04_similarity.ipynb #c03ebb8d
+def finetune_encoder(model,                 # a SentenceTransformer, fine-tuned in place
+                     anchors: list,         # anchor strings (from `finetune_pairs`)
+                     positives: list,       # their positives
+                     epochs: int = 10,
+                     batch_size: int = 16,
+                     warmup: float = 0.1,   # warm-up share of the steps
+                     seed: int = 0,
+                     learning_rate: float = 2e-5,
+                     output_dir=None,       # where the trainer writes (default a temporary folder)
+                     max_steps: int = -1,   # > 0 caps the steps
+                     checkpoint_dir=None,   # keep the last epoch here and resume from it; removed when done
+                     log=None,              # a print-like function for progress lines
+                    ):
     """Fine-tune `model` in place with SentenceTransformerTrainer + MultipleNegativesRankingLoss; returns it (`max_steps` > 0 caps the steps).
 
     With `checkpoint_dir`, the trainer keeps its last epoch there (model, optimizer, scheduler, RNG states) and an
@@ -142,28 +173,39 @@ def finetune_encoder(model, anchors: list, positives: list, epochs: int = 10, ba
     model.eval()
     return model
 
-# %% ../../nbs/perception/04_similarity.ipynb #2d5cc03f
-def texts_hash(texts: pd.DataFrame) -> str:
+# %% ../../nbs/perception/04_similarity.ipynb #6cc93811
+def texts_hash(texts: pd.DataFrame, # cleaned strings, one column per source
+              ) -> str:
+    "16 hex digits of a hash of the column names and every string, in order."
     h = hashlib.sha256()
     for k in texts.columns:
         h.update(k.encode()); h.update(b"\x01")
         for s in texts[k]: h.update(s.encode()); h.update(b"\x00")
     return h.hexdigest()[:16]
 
+# %% ../../nbs/perception/04_similarity.ipynb #bfdb9ba5
 def finetune_recipe(epochs: int = 10, batch_size: int = 16, warmup: float = 0.1, seed: int = 0,
-                    holdout_test: bool = False, learning_rate: float = 2e-5, max_steps: int = -1) -> dict:
+                    holdout_test: bool = False, # fine-tune on the training split only
+                    learning_rate: float = 2e-5, max_steps: int = -1) -> dict:
     "The fine-tuning settings that determine the embeddings (part of the cache key and of the table notes)."
     return dict(epochs=int(epochs), batch_size=int(batch_size), warmup=float(warmup), seed=int(seed),
                 holdout_test=bool(holdout_test), learning_rate=float(learning_rate), max_steps=int(max_steps or -1))
 
+# %% ../../nbs/perception/04_similarity.ipynb #df6b45d7
 def _save_npz(d, p):
     with atomic_write(p, "wb") as f: np.savez(f, **d)
 
 def _load_npz(p):
     with np.load(p) as z: return {k: z[k] for k in z.files}
 
-def study_embeddings(df: pd.DataFrame, model_setting: str = "bundled", recipe: dict | None = None,
-                     cache: Cache | None = None, device: str | None = None, batch_size: int = 64, log=print) -> tuple[dict, dict]:
+def study_embeddings(df: pd.DataFrame,            # a checked annotation table
+                     model_setting: str = "bundled", # the `[models] sentence` setting
+                     recipe: dict | None = None,  # from `finetune_recipe` (None: no fine-tuning)
+                     cache: Cache | None = None,  # where the matrices (and a resumable fine-tuning) are kept
+                     device: str | None = None,
+                     batch_size: int = 64,        # encoding batch size
+                     log=print,                   # a print-like function for progress lines
+                    ) -> tuple[dict, dict]:
     "({'O','C','H'} -> float32 matrix with unit-norm rows, info). Fine-tunes per `recipe` (None: no fine-tuning)."
     texts = annotation_texts(df)
     recipe = recipe or finetune_recipe(epochs=0)
@@ -198,8 +240,10 @@ def study_embeddings(df: pd.DataFrame, model_setting: str = "bundled", recipe: d
     if p is not None: _save_npz(emb, p)
     return emb, info
 
-# %% ../../nbs/perception/04_similarity.ipynb #1c23de38
-def pair_similarity(emb: dict, texts: pd.DataFrame | None = None) -> pd.DataFrame:
+# %% ../../nbs/perception/04_similarity.ipynb #9f3200e5
+def pair_similarity(emb: dict,                     # {"O", "C", "H"} -> (images, dim) matrices
+                    texts: pd.DataFrame | None = None, # the cleaned strings: pairs with an empty one become NaN
+                   ) -> pd.DataFrame:
     "Per-image cosine similarity for O~C, O~H, C~H (NaN where one of the two strings is empty)."
     out = {}
     for (a, b), name in zip(PAIRS, PAIR_NAMES):
@@ -210,6 +254,7 @@ def pair_similarity(emb: dict, texts: pd.DataFrame | None = None) -> pd.DataFram
         out[name] = s
     return pd.DataFrame(out)
 
+# %% ../../nbs/perception/04_similarity.ipynb #12122a7c
 def _summ(name, variant, s, label=""):
     s = pd.Series(s).dropna()
     m, sd = (float(s.mean()), float(s.std(ddof=1)) if len(s) > 1 else 0.0) if len(s) else (float("nan"), float("nan"))
@@ -217,7 +262,11 @@ def _summ(name, variant, s, label=""):
     return [dict(row=row, variant=variant, metric="cosine_mean", value=m, std=sd, n=len(s)),
             dict(row=row, variant=variant, metric="cosine_std", value=sd, std=float("nan"), n=len(s))]
 
-def similarity_records(sims: pd.DataFrame, df: pd.DataFrame, label: str = "", rows=None) -> list[dict]:
+def similarity_records(sims: pd.DataFrame, # from `pair_similarity`
+                       df: pd.DataFrame,   # the checked table (region, topic) in the same row order
+                       label: str = "",    # appended to the row name (e.g. " [pretrained]")
+                       rows=None,          # row positions to summarise (default all)
+                      ) -> list[dict]:
     "Long-table records: per pair, mean and std of the cosine overall, per region, per topic (`n` = images)."
     rows = np.arange(len(df)) if rows is None else np.asarray(rows)
     sims, d = sims.iloc[rows].reset_index(drop=True), df.iloc[rows].reset_index(drop=True)
@@ -230,7 +279,10 @@ def similarity_records(sims: pd.DataFrame, df: pd.DataFrame, label: str = "", ro
     return recs
 
 # %% ../../nbs/perception/04_similarity.ipynb #832f7bd1
-def plot_similarity(sims: pd.DataFrame, df: pd.DataFrame, title: str = ""):
+def plot_similarity(sims: pd.DataFrame, # from `pair_similarity`
+                    df: pd.DataFrame,   # the checked table (for `region`)
+                    title: str = "",
+                   ):
     "One figure: per pair, a histogram by region (top) and a box plot by region (bottom)."
     import matplotlib.pyplot as plt
     regions = sorted(df["region"].dropna().unique())
@@ -267,11 +319,14 @@ def word_tagger():
         return memo[w]
     return "lexicon:lemminflect", lambda docs: [[lex(w) for w in d.split()] for d in docs]
 
+# %% ../../nbs/perception/04_similarity.ipynb #cb8dbd06
 def _items(raw) -> int:
     if raw is None or (isinstance(raw, float) and math.isnan(raw)) or not str(raw).strip(): return 0
     return len([t for t in str(raw).split(",") if t.strip()])
 
-def low_level_records(df: pd.DataFrame, texts: pd.DataFrame | None = None) -> tuple[list[dict], str]:
+def low_level_records(df: pd.DataFrame,                 # the checked table (raw strings, for item counts)
+                      texts: pd.DataFrame | None = None, # its cleaned strings (computed when None)
+                     ) -> tuple[list[dict], str]:
     "Records (row = source or pair, variant overall, metric ...) and the tagger used ('none' if unavailable)."
     texts = annotation_texts(df) if texts is None else texts
     words = {k: [t.split() for t in texts[k]] for k in texts.columns}
@@ -301,8 +356,10 @@ def low_level_records(df: pd.DataFrame, texts: pd.DataFrame | None = None) -> tu
             add(k, "share_other", [1 - sum(tags.get(c, 0) for c in ("NOUN", "VERB", "ADJ", "ADV")) / tot], std=False)
     return recs, (name or "none")
 
-# %% ../../nbs/perception/04_similarity.ipynb #87d2c38f
-def table_mode(data_mode: str, sentence_setting: str) -> str:
+# %% ../../nbs/perception/04_similarity.ipynb #e9ddb36c
+def table_mode(data_mode: str,       # the mode `study_table` returned ("real", "synthetic", "synthetic+tiny", ...)
+               sentence_setting: str, # the `[models] sentence` setting
+              ) -> str:
     "'real' / 'synthetic' plus '+tiny' or '+bundled' when the annotations or the encoder are not the paper's kind."
     from hhperc.models import resolve_spec
     base = "real" if str(data_mode).startswith("real") else "synthetic"
@@ -311,12 +368,14 @@ def table_mode(data_mode: str, sentence_setting: str) -> str:
     if kind == "bundled": return f"{base}+bundled"
     return base
 
+# %% ../../nbs/perception/04_similarity.ipynb #87d2c38f
 # published (study table, row, variant, metric) -> ours
 PAPER_MAP = {("similarity", "captions~human", "fine-tuned", "cosine_mean"): ("C~H", "overall", "cosine_mean"),
              ("region", "C", "RUSBoost", "f1"): ("C", "overall", "f1_weighted"),
              ("income", "O+C", "AdaBoost.R2", "rmse"): ("O+C", "overall", "rmse")}
 
-def ds_paper_figures(table: str) -> pd.DataFrame:
+def ds_paper_figures(table: str, # "similarity", "region" or "income"
+                    ) -> pd.DataFrame:
     "Published figures of study A's `table` (similarity / region / income) under this project's names."
     from hhperc.tables import paper_figures
     f = paper_figures("dollar_street", table)
