@@ -6,19 +6,16 @@ Docs: https://github.com/hhperc/hhperc/perception/predict.html.md"""
 
 # %% ../../nbs/perception/05_predict.ipynb #4fd5aef3
 from __future__ import annotations
-import json, math, os, re, time
+import hashlib, io, json, math, os, re, time, warnings
 from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
-from .similarity import split_indices, is_action, SOURCES
+from sklearn.exceptions import FitFailedWarning
+from ..config import write_bytes
+from .similarity import (split_indices, is_action, normalize_topic, SOURCES, check_annotation_table,
+                                          study_embeddings, finetune_recipe, table_mode)
+from .paper import study_table
 
-# %% auto #0
-__all__ = ['COMBINATIONS', 'GRIDS', 'TASKS', 'CONFIDENCE_COLUMNS', 'SCORING', 'param_grid', 'parse_combination', 'feature_matrix',
-           'confidence_column', 'confidence_features', 'make_estimator', 'fit_unit', 'PredictionResult', 'resolve_jobs',
-           'fit_unit_saved', 'run_prediction', 'per_seed_records', 'baseline_records', 'aggregate', 'welch_records',
-           'study_records', 'protocol_from_settings', 'prepare_study', 'plot_combinations']
-
-# %% ../../nbs/perception/05_predict.ipynb #8a86c99d
 COMBINATIONS = ("O", "C", "H", "O+C", "O+H", "C+H", "O+C+H")
 _LR = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
 GRIDS = {
@@ -31,27 +28,43 @@ GRIDS = {
 }
 TASKS = ("region", "income")
 
-def param_grid(grid: str | dict, task: str) -> dict:
+# %% auto #0
+__all__ = ['COMBINATIONS', 'GRIDS', 'TASKS', 'CONFIDENCE_COLUMNS', 'SCORING', 'param_grid', 'parse_combination', 'feature_matrix',
+           'confidence_column', 'confidence_features', 'make_estimator', 'fit_unit', 'PredictionResult', 'resolve_jobs',
+           'fit_unit_saved', 'run_prediction', 'per_seed_records', 'baseline_records', 'aggregate', 'welch_records',
+           'study_records', 'protocol_from_settings', 'prepare_study', 'plot_combinations']
+
+# %% ../../nbs/perception/05_predict.ipynb #8109024e
+def param_grid(grid: str | dict, # "paper", "small", "tiny", or an explicit grid (per task or shared)
+               task: str,        # "region" or "income"
+              ) -> dict:
     "A named grid ('paper', 'small', 'tiny') or an explicit dict -> the GridSearchCV grid for `task`."
     if isinstance(grid, dict): return grid.get(task, grid)
     if grid not in GRIDS: raise ValueError(f"unknown grid {grid!r}: use one of {', '.join(GRIDS)} (settings key ds_grid)")
     return GRIDS[grid][task]
 
-def parse_combination(combo: str) -> list[str]:
+# %% ../../nbs/perception/05_predict.ipynb #1f805af2
+def parse_combination(combo: str, # "O+C", "C", "O + C + H"
+                     ) -> list[str]:
+    "The sources of a combination: 'O+C' -> ['O', 'C']."
     parts = [p.strip() for p in combo.split("+") if p.strip()]
     if not parts: raise ValueError(f"empty feature combination {combo!r}")
     return parts
 
-def feature_matrix(emb: dict, combo: str) -> np.ndarray:
+# %% ../../nbs/perception/05_predict.ipynb #d95e7ecb
+def feature_matrix(emb: dict,  # source -> (images, dim) matrix
+                   combo: str, # a combination such as "O+C"
+                  ) -> np.ndarray:
     "Concatenate the matrices of a combination such as 'O+C' (keys of `emb`: O, C, H and optionally D)."
     missing = [p for p in parse_combination(combo) if p not in emb]
     if missing: raise ValueError(f"combination {combo!r} needs feature source(s) {missing}; have {sorted(emb)}")
     return np.hstack([np.asarray(emb[p], dtype=np.float32) for p in parse_combination(combo)])
 
-# %% ../../nbs/perception/05_predict.ipynb #32a97545
+# %% ../../nbs/perception/05_predict.ipynb #8a86c99d
 CONFIDENCE_COLUMNS = ("ml_scores", "ml_label_scores", "detector_confidence", "ml_confidence")
 
-def confidence_column(df: pd.DataFrame) -> str | None:
+def confidence_column(df: pd.DataFrame, # an annotation table
+                     ) -> str | None:
     "Name of the detector-confidence column of an annotation table, or None."
     for c in CONFIDENCE_COLUMNS:
         if c in df.columns: return c
@@ -59,6 +72,7 @@ def confidence_column(df: pd.DataFrame) -> str | None:
         if re.search(r"conf|score", str(c), re.I): return c
     return None
 
+# %% ../../nbs/perception/05_predict.ipynb #32a97545
 def _parse_scores(cell) -> dict:
     if cell is None or (isinstance(cell, float) and math.isnan(cell)) or str(cell).strip() == "": return {}
     s = str(cell).strip()
@@ -74,7 +88,9 @@ def _parse_scores(cell) -> dict:
         out[k] = max(out.get(k, 0.0), sc)
     return out
 
-def confidence_features(df: pd.DataFrame, column: str | None = None) -> tuple[np.ndarray, list, int] | None:
+def confidence_features(df: pd.DataFrame,         # an annotation table
+                        column: str | None = None, # the confidence column (found by name when None)
+                       ) -> tuple[np.ndarray, list, int] | None:
     "(n x classes matrix of the highest score per class, class names, bad cells) or None without a column."
     column = column or confidence_column(df)
     if column is None: return None
@@ -90,7 +106,9 @@ def confidence_features(df: pd.DataFrame, column: str | None = None) -> tuple[np
     return m, classes, bad
 
 # %% ../../nbs/perception/05_predict.ipynb #7a046abf
-def make_estimator(task: str, seed: int):
+def make_estimator(task: str, # "region" or "income"
+                   seed: int, # the model's random_state
+                  ):
     "The paper's estimator for `task` with `random_state=seed`."
     if task == "region":
         from imblearn.ensemble import RUSBoostClassifier
@@ -105,11 +123,16 @@ def make_estimator(task: str, seed: int):
 
 SCORING = {"region": "f1_weighted", "income": "neg_mean_squared_error"}
 
-import warnings
-from sklearn.exceptions import FitFailedWarning
-
-def fit_unit(task: str, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-             grid: dict, folds: int, seed: int) -> dict:
+# %% ../../nbs/perception/05_predict.ipynb #8d7c632c
+def fit_unit(task: str,       # "region" or "income"
+             X: np.ndarray,   # features of all images
+             y: np.ndarray,   # targets of all images (region names or incomes)
+             train: np.ndarray, # row positions to fit on
+             test: np.ndarray,  # row positions to predict
+             grid: dict,      # the GridSearchCV grid
+             folds: int,      # cross-validation folds (unshuffled)
+             seed: int,       # the model's random_state
+            ) -> dict:
     "GridSearchCV (n_jobs=1, unshuffled folds) on the training rows; predictions for the test rows."
     from sklearn.model_selection import GridSearchCV
     t = time.perf_counter()
@@ -132,16 +155,16 @@ def fit_unit(task: str, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: n
         return dict(pred=np.full(len(test), const, dtype=np.asarray(y).dtype), params={"fallback": f"constant predictor: {reason}"},
                     cv_score=float("nan"), seconds=time.perf_counter() - t)
 
-# %% ../../nbs/perception/05_predict.ipynb #8d7c632c
+# %% ../../nbs/perception/05_predict.ipynb #83250759
 @dataclass
 class PredictionResult:
     "Test-set predictions of every (combination, seed), with what produced them."
-    task: str
-    combos: list
-    seeds: list
+    task: str                            # "region" or "income"
+    combos: list                         # the combinations fitted
+    seeds: list                          # the model seeds
     test: np.ndarray                     # row positions of the test split
-    y_true: np.ndarray
-    train_mean: float
+    y_true: np.ndarray                   # targets of the test rows
+    train_mean: float                    # income: mean of the training targets (NaN for region)
     preds: dict = field(default_factory=dict)     # (combo, seed) -> predictions on the test rows
     params: dict = field(default_factory=dict)    # (combo, seed) -> best grid point
     cv_scores: dict = field(default_factory=dict)
@@ -155,11 +178,14 @@ class PredictionResult:
         return (self.preds.keys() == other.preds.keys() and self.params == other.params
                 and all(np.array_equal(self.preds[k], other.preds[k]) for k in self.preds))
 
-def resolve_jobs(n_jobs: int | None) -> int:
+# %% ../../nbs/perception/05_predict.ipynb #e936fe24
+def resolve_jobs(n_jobs: int | None, # -1, 0 or None for all cores, else the number of workers
+                ) -> int:
     "-1 or 0 or None: all cores; otherwise at least 1."
     if n_jobs is None or n_jobs <= 0: return max(1, os.cpu_count() or 1)
     return int(n_jobs)
 
+# %% ../../nbs/perception/05_predict.ipynb #413836f9
 def _digest(*arrays) -> str:
     import hashlib
     h = hashlib.sha256()
@@ -183,14 +209,27 @@ def _load_unit(path) -> dict | None:
     if meta.pop("text", False): pred = pred.astype(object)
     return dict(pred=pred, **meta)
 
-def fit_unit_saved(path, *args) -> dict:
+def fit_unit_saved(path, # where to save the unit (.npz), or None
+                   *args, # the arguments of `fit_unit`
+                  ) -> dict:
     "`fit_unit(*args)`, saved atomically at `path` as soon as it finishes (in the worker), so an interrupted study resumes."
     o = fit_unit(*args)
     if path is not None: _save_unit(path, o)
     return o
 
-def run_prediction(task: str, emb: dict, df: pd.DataFrame, combos=COMBINATIONS, seeds=range(10), grid="small",
-                   folds: int = 5, n_jobs: int = 1, split=None, log=None, cache=None) -> PredictionResult:
+# %% ../../nbs/perception/05_predict.ipynb #060330df
+def run_prediction(task: str,          # "region" or "income"
+                   emb: dict,          # source -> (images, dim) embeddings
+                   df: pd.DataFrame,   # the checked table (region, income) in the same row order
+                   combos=COMBINATIONS, # the combinations to fit
+                   seeds=range(10),    # model seeds
+                   grid="small",       # a grid name or dict (see `param_grid`)
+                   folds: int = 5,
+                   n_jobs: int = 1,    # worker processes (-1: all cores)
+                   split=None,         # (train, test) positions; default `split_indices(df)`
+                   log=None,           # a print-like function for progress lines
+                   cache=None,         # a `Cache` keeping finished units
+                  ) -> PredictionResult:
     """Fit every (combination, seed) unit; `n_jobs=1` is a plain loop, otherwise joblib (loky) processes.
 
     With `cache` (a `hhperc.config.Cache`), each finished unit is kept under `predict_units/`, keyed by the task, the
@@ -227,7 +266,7 @@ def run_prediction(task: str, emb: dict, df: pd.DataFrame, combos=COMBINATIONS, 
     if log: log(f"{task}: {len(units)} fits in {res.seconds:.1f} s on {jobs} worker(s)")
     return res
 
-# %% ../../nbs/perception/05_predict.ipynb #413836f9
+# %% ../../nbs/perception/05_predict.ipynb #41c8f79f
 def _subsets(d: pd.DataFrame, by_region: bool = True) -> list[tuple[str, np.ndarray]]:
     "(variant, boolean mask over the test rows): overall, topics, action / non-action (and regions)."
     out = [("overall", np.ones(len(d), bool))]
@@ -245,7 +284,9 @@ def _test_frame(res: PredictionResult, df: pd.DataFrame) -> pd.DataFrame:
         d = d.assign(topic=d["category"].map(normalize_topic))
     return d
 
-def per_seed_records(res: PredictionResult, df: pd.DataFrame) -> list[dict]:
+def per_seed_records(res: PredictionResult, # from `run_prediction`
+                     df: pd.DataFrame,      # the table it was run on
+                    ) -> list[dict]:
     "One record per (combination, seed, variant, metric) on the test rows."
     from sklearn.metrics import f1_score, mean_squared_error, r2_score
     d, recs = _test_frame(res, df), []
@@ -263,7 +304,10 @@ def per_seed_records(res: PredictionResult, df: pd.DataFrame) -> list[dict]:
                 recs.append(dict(row=c, seed=s, variant=v, metric="r2", value=float(r2_score(yt[m], p[m])) if m.sum() > 1 else float("nan")))
     return recs
 
-def baseline_records(res: PredictionResult, df: pd.DataFrame) -> list[dict]:
+# %% ../../nbs/perception/05_predict.ipynb #31537989
+def baseline_records(res: PredictionResult, # from `run_prediction`
+                     df: pd.DataFrame,      # the table it was run on
+                    ) -> list[dict]:
     "Income: predicting the training mean (row `train-mean`); region: chance F1 (row `chance`, uniform prior)."
     from sklearn.metrics import mean_squared_error, r2_score
     d, recs = _test_frame(res, df), []
@@ -277,14 +321,21 @@ def baseline_records(res: PredictionResult, df: pd.DataFrame) -> list[dict]:
         recs.append(dict(row="chance", variant="overall", metric="f1_weighted", value=1.0 / k, std=0.0, n=1))
     return recs
 
-def aggregate(records: list[dict]) -> pd.DataFrame:
+# %% ../../nbs/perception/05_predict.ipynb #5dea0b50
+def aggregate(records: list[dict], # per-seed records (row, variant, metric, value)
+             ) -> pd.DataFrame:
     "Mean over seeds (`value`), sample std (`std`, 0 for one seed) and the number of seeds (`n`)."
     d = pd.DataFrame(records)
     g = d.groupby(["row", "variant", "metric"], sort=False)["value"]
     out = g.agg(value="mean", std=lambda v: float(np.std(v, ddof=1)) if v.notna().sum() > 1 else 0.0, n="count").reset_index()
     return out
 
-def welch_records(records: list[dict], metric: str, higher_is_better: bool = True, variant: str = "overall") -> list[dict]:
+# %% ../../nbs/perception/05_predict.ipynb #836a885f
+def welch_records(records: list[dict],         # per-seed records
+                  metric: str,                 # the metric to compare
+                  higher_is_better: bool = True,
+                  variant: str = "overall",
+                 ) -> list[dict]:
     "Welch's t-test across seeds, best vs worst combination on `metric` (row '<best> vs <worst>')."
     from scipy.stats import ttest_ind
     d = pd.DataFrame(records)
@@ -301,7 +352,10 @@ def welch_records(records: list[dict], metric: str, higher_is_better: bool = Tru
     return [dict(row=row, variant=variant, metric=f"welch_t_{metric}", value=float(t), std=float("nan"), n=len(a)),
             dict(row=row, variant=variant, metric=f"welch_p_{metric}", value=float(p), std=float("nan"), n=len(a))]
 
-def study_records(res: PredictionResult, df: pd.DataFrame) -> pd.DataFrame:
+# %% ../../nbs/perception/05_predict.ipynb #33e6e67e
+def study_records(res: PredictionResult, # from `run_prediction`
+                  df: pd.DataFrame,      # the table it was run on
+                 ) -> pd.DataFrame:
     "The long-table records of a study: aggregated metrics, baselines, and the Welch test."
     per = per_seed_records(res, df)
     main = "f1_weighted" if res.task == "region" else "rmse"
@@ -310,16 +364,25 @@ def study_records(res: PredictionResult, df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([agg, extra], ignore_index=True)
 
 # %% ../../nbs/perception/05_predict.ipynb #2174a519
-def protocol_from_settings(settings, seeds: int = -1, n_jobs: int = -1) -> dict:
+def protocol_from_settings(settings,        # a `hhperc.config.Settings`
+                           seeds: int = -1,  # number of seeds; <= 0: the profile's `ds_seeds`
+                           n_jobs: int = -1, # workers; <= 0: `[run] workers` (0 there: all cores)
+                          ) -> dict:
     "grid / folds / seeds / n_jobs for the active profile ([run] workers when n_jobs <= 0 is not given)."
     n_seeds = seeds if seeds and seeds > 0 else int(settings.size("ds_seeds", 10))
     workers = settings.getint("run", "workers", 0) or 0
     return dict(grid=str(settings.size("ds_grid", "small")), folds=int(settings.size("ds_cv_folds", 5)),
                 seeds=list(range(n_seeds)), n_jobs=resolve_jobs(n_jobs if n_jobs and n_jobs > 0 else workers))
 
-# %% ../../nbs/perception/05_predict.ipynb #67f495fc
-def prepare_study(run, annotations_csv: str = "", sentence_model: str = "", finetune_epochs: int = -1,
-                  holdout_test: bool = False, confidence: bool = True, log=print) -> dict:
+# %% ../../nbs/perception/05_predict.ipynb #be3c5cdf
+def prepare_study(run,                       # a `hhperc.reproduce.PaperRun`
+                  annotations_csv: str = "",  # the notebook parameter (see `study_table`)
+                  sentence_model: str = "",   # a sentence encoder setting; "" = the run's `[models] sentence`
+                  finetune_epochs: int = -1,  # < 0: the profile's `ds_finetune_epochs`
+                  holdout_test: bool = False, # fine-tune on the training split only
+                  confidence: bool = True,    # add the detector-confidence source D when the table has it
+                  log=print,
+                 ) -> dict:
     "Table, embeddings (+ D), combinations and the honest mode for a study A prediction notebook."
     from hhperc.perception.paper import study_table
     from hhperc.perception.similarity import check_annotation_table, study_embeddings, finetune_recipe, table_mode
@@ -338,7 +401,13 @@ def prepare_study(run, annotations_csv: str = "", sentence_model: str = "", fine
     return dict(df=df, emb=emb, combos=combos, mode=table_mode(data_mode, model), data_mode=data_mode, source=source,
                 model=model, epochs=epochs, recipe=recipe, info=info, confidence=conf)
 
-def plot_combinations(tab: pd.DataFrame, metric: str, baseline: float | None = None, baseline_label: str = "", title: str = ""):
+# %% ../../nbs/perception/05_predict.ipynb #67f495fc
+def plot_combinations(tab: pd.DataFrame,            # from `study_records`
+                      metric: str,                  # e.g. "f1_weighted" or "rmse"
+                      baseline: float | None = None, # a horizontal line (chance, the training mean)
+                      baseline_label: str = "",
+                      title: str = "",
+                     ):
     "Bar chart of `metric` (overall) per combination with the std over seeds, and an optional baseline line."
     import matplotlib.pyplot as plt
     d = tab[(tab.variant == "overall") & (tab.metric == metric) & tab.row.map(lambda r: all(p in "OCHD" for p in r.split("+")))]
