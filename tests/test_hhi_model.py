@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings as hsettings, strategies as S
 
-from hhperc import hhi_metrics as HM
+from hhperc.hhi import metrics as HM
 from hhperc.models import WordVectors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def test_captioner_ddp_under_torchrun(tmp_path):
     args = _cli_args(tmp_path, df) + ["--out", str(tmp_path / "ddp")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     r = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
-                        "-m", "hhperc.hhi.captioner", *args], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+                        "-m", "hhperc.hhi.commands", *args], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "ddp" / "captioner" / "captioner.json").exists()
     assert r.stdout.count("captioner saved") == 1          # only rank 0 writes
