@@ -1,5 +1,5 @@
-"""Study C text pipeline: formats, synthetic world, extraction, filters, weights, CLI and the pHHI paper notebook."""
-import json
+"""Study C text pipeline: formats, synthetic world, extraction, filters, weights, the summariser (training, resume), CLI and the pHHI paper notebook."""
+import json, os, signal, subprocess, sys, time
 from collections import Counter
 from pathlib import Path
 
@@ -9,7 +9,8 @@ import pytest
 
 from hhperc.formats import FormatError
 from hhperc.hhi.formats import read_phhi, read_waldo_wenda, read_whos_waldo, read_imsitu_hhi, write_whos_waldo_sample
-from hhperc import hhi
+from hhperc.hhi import text as hhi
+from hhperc.hhi import pairs as hhi_pairs
 
 
 def test_prompt_formats():
@@ -65,7 +66,7 @@ def test_filter_pairs_counts_and_nli_rule(monkeypatch):
     assert kept.target.tolist() == ["_ hugging _", "_ kissing _"]
 
     # the entailment rule: P(entail) = 0.9 for the first pair, 0.2 for the others
-    monkeypatch.setattr(hhi, "nli_entailment", lambda nli, p, h, batch_size=16: np.array([0.9, 0.2, 0.2]))
+    monkeypatch.setattr(hhi_pairs, "nli_entailment", lambda nli, p, h, batch_size=16: np.array([0.9, 0.2, 0.2]))
     kept, c = hhi.filter_pairs(pairs, nli=object())
     assert kept.target.tolist() == ["_ hugging _"] and c["not entailed"] == 2
 
@@ -162,3 +163,76 @@ def test_readers_never_crash_on_fuzz(tmp_path):
         assert (df.weight >= 0).all()
 
     check_phhi()
+
+
+@pytest.mark.parametrize("caption,want", [
+    ("[NAME], the mayor of Springfield, shakes hands with [NAME] during the summit in Oslo.", ["_ shaking hands with _"]),
+    ("[NAME] (left) high-fives [NAME] after the final match.", ["_ high-fiving _"]),
+    ("[NAME] is seen hugging [NAME] on May 3, 2010.", ["_ hugging _"]),
+    ("[NAME] and [NAME] shake hands in Paris.", ["_ shaking hands with _"]),
+    ("[NAME] helped [NAME] up.", ["_ helping _ up"]),
+    ("[NAME] is carried by [NAME].", []),
+    ("[NAME] and [NAME] at the premiere.", []),
+])
+def test_extractor_cases(caption, want):
+    """Labels written by hand for typical news phrasings (and two captions that state no interaction)."""
+    assert hhi.extract_interactions(caption, method="rules") == want
+
+
+PAIRS = (["Adam hugs Bob at the airport.", "Adam shakes hands with Bob in Oslo.", "Adam waves to Bob.", "Adam helps Bob up."],
+         ["_ hugging _", "_ shaking hands with _", "_ waving to _", "_ helping _ up"])
+
+
+def _tiny(caps, tgts):
+    tok = hhi.word_tokenizer(caps + tgts + ["Adam", "Bob"])
+    return hhi.small_t5(tok, hidden=32, layers=1), tok
+
+
+def test_summariser_learns_its_pairs():
+    """Seq2SeqTrainer on four pairs seen 8 times per epoch: the loss falls, and the model writes back every target."""
+    caps, tgts = PAIRS
+    m, tok = _tiny(caps, tgts)
+    before = hhi.Summarizer(m, tok)(caps)
+    h = hhi.train_summarizer(m, tok, caps * 8, tgts * 8, epochs=25, batch_size=8, lr=3e-3)
+    assert h["steps"] == 25 * 4 and len(h["loss"]) == 25
+    assert h["loss"][-1] < h["loss"][0] / 5
+    assert before != tgts and hhi.Summarizer(m, tok)(caps) == tgts
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+from transformers import TrainerCallback
+from tests.test_hhi_text import PAIRS, _tiny
+from hhperc.hhi.text import train_summarizer
+class Stall(TrainerCallback):
+    def on_save(self, args, state, control, **kw):
+        if state.global_step == 8:
+            Path(sys.argv[2]).write_text("saved"); time.sleep(120)
+caps, tgts = PAIRS
+m, tok = _tiny(caps, tgts)
+train_summarizer(m, tok, caps * 4, tgts * 4, epochs=4, batch_size=4, lr=3e-3, output_dir=sys.argv[1], callbacks=[Stall()])
+Path(sys.argv[2]).write_text("finished")
+"""
+
+
+def test_summariser_resumes_after_kill(tmp_path):
+    """kill -9 after the checkpoint of epoch 2 of 4; the next run resumes there and ends with the weights of an uninterrupted run."""
+    import torch
+    ck, marker = tmp_path / "ck", tmp_path / "marker"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(ck), str(marker)], cwd=Path(__file__).parent.parent, env=env)
+    t0 = time.time()
+    while not marker.exists() and p.poll() is None and time.time() - t0 < 240: time.sleep(0.2)
+    assert marker.exists() and marker.read_text() == "saved", "the run never reached its epoch-2 checkpoint"
+    os.kill(p.pid, signal.SIGKILL); p.wait()
+    assert p.returncode == -signal.SIGKILL                                   # the kill landed; the run did not finish
+    assert hhi.last_complete_checkpoint(ck) == str(ck / "checkpoint-8")
+    caps, tgts = PAIRS
+    resumed, tok = _tiny(caps, tgts)
+    h = hhi.train_summarizer(resumed, tok, caps * 4, tgts * 4, epochs=4, batch_size=4, lr=3e-3, output_dir=ck)
+    assert h["steps"] == 16 and len(h["loss"]) == 4                          # the history of epochs 1-2 comes from the checkpoint
+    full, _ = _tiny(caps, tgts)
+    hf = hhi.train_summarizer(full, tok, caps * 4, tgts * 4, epochs=4, batch_size=4, lr=3e-3)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(resumed.parameters(), full.parameters()))
+    np.testing.assert_allclose(h["loss"], hf["loss"], atol=1e-4)
