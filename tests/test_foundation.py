@@ -1,6 +1,5 @@
 """The foundation from the outside: install, command line, reproduce, settings, models, failures."""
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -9,11 +8,15 @@ from conftest import ROOT, hhperc
 
 
 def test_info_offline_shows_bundled_and_missing_hub_models():
+    from hhperc.models import host_reachable
+    from huggingface_hub import constants
     r = hhperc("info", "--profile", "full")
-    assert "sentence" in r.stdout and "bundled" in r.stdout
+    sentence = next(l for l in r.stdout.splitlines() if l.strip().startswith("sentence "))
+    assert "bundled" in sentence and "loads" in sentence          # the bundled MiniLM needs no network
     line = next(l for l in r.stdout.splitlines() if l.strip().startswith("captioner"))
-    assert "NOT AVAILABLE" in line or "loads" in line
-    assert "To supply a missing model" in r.stdout or "NOT AVAILABLE" not in r.stdout
+    assert "Salesforce/blip-image-captioning-base" in line         # the full profile asks for the paper's captioner
+    if not host_reachable(constants.ENDPOINT, 2) and "loads" not in line.split("Salesforce/blip-image-captioning-base")[1]:
+        assert "NOT AVAILABLE" in line and "To supply a missing model" in r.stdout
 
 
 def test_settings_override_by_env_and_set(tmp_path):
@@ -28,10 +31,8 @@ def test_uncached_hub_model_fails_fast_with_fix():
     from huggingface_hub import constants
     if host_reachable(constants.ENDPOINT, 2):
         pytest.skip("the hub is reachable here: the offline failure cannot be shown")
-    t = time.perf_counter()
-    with pytest.raises(MissingModelError) as e:
+    with pytest.raises(MissingModelError) as e:       # how fast it fails is a benchmark's business, not a test's
         load_captioner("Salesforce/blip-image-captioning-base", timeout=3)
-    assert time.perf_counter() - t < 5
     msg = str(e.value)
     assert "captioner" in msg and "tiny" in msg and "--set models.captioner" in msg
     assert "Traceback" not in msg
@@ -47,28 +48,45 @@ def test_every_tiny_model_builds_and_runs(role):
     m = load_model(role, "tiny")
     with torch.no_grad():
         if role == "detector":
-            out = m.model([torch.rand(3, 40, 50)]); assert "scores" in out[0]
-        elif role in ("captioner",):
-            model, proc = m; g = model.generate(**proc(images=[img], return_tensors="pt"), max_new_tokens=3); assert g.shape[0] == 1
+            det = m.model([torch.rand(3, 40, 50)])[0]
+            k = len(det["scores"])
+            assert det["boxes"].shape == (k, 4) and det["labels"].shape == (k,)
+            assert bool(((det["boxes"][:, 2:] >= det["boxes"][:, :2]) & (det["boxes"][:, 2:] <= torch.tensor([50, 40]))).all())
+        elif role == "captioner":
+            model, proc = m
+            g = model.generate(**proc(images=[img], return_tensors="pt"), max_new_tokens=3)
+            assert g.shape[0] == 1 and 2 <= g.shape[1] <= 1 + 3                 # a start token and at most 3 new ones
         elif role == "clip":
-            model, proc = m; f = model.get_image_features(**proc(images=[img], return_tensors="pt")); assert f is not None
+            model, proc = m
+            f = model.get_image_features(**proc(images=[img], return_tensors="pt"))
+            f = getattr(f, "pooler_output", f)
+            assert tuple(f.shape) == (1, model.config.projection_dim) and bool(torch.isfinite(f).all())
         elif role == "sentence":
-            assert m.encode(["a b"]).shape[0] == 1
+            e = m.encode(["a b", "a b", "c"])
+            dim = (getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension)()
+            assert e.shape == (3, dim)
+            assert np.allclose(e[0], e[1]) and not np.allclose(e[0], e[2])     # same text, same vector; other text, other vector
         elif role == "nli":
-            model, tok, lab = m; assert model(**tok(["a"], ["b"], return_tensors="pt")).logits.shape == (1, 3)
+            model, tok, lab = m
+            assert model(**tok(["a"], ["b"], return_tensors="pt")).logits.shape == (1, 3) and len(lab) == 3
         elif role == "bleurt":
             model, tok = m; assert model(**tok(["a"], ["b"], return_tensors="pt")).logits.shape == (1, 1)
         else:
             model, tok = m
             enc = tok(["summarize: Alex hugs Bailey"], return_tensors="pt")
             g = model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
-            assert g.shape[0] == 1
+            new = g.shape[1] - (0 if model.config.is_encoder_decoder else enc["input_ids"].shape[1])
+            assert g.shape[0] == 1 and 1 <= new <= 3 + 1                      # at most the 3 new tokens (+ a start token)
 
 
 def test_reproduce_demo_notebook_cli(tmp_path):
     out = tmp_path / "out"
-    r = hhperc("reproduce", "demo_settings", "--profile", "smoke", "--out", out, "--no-progress")
-    assert "1/1 notebooks ok" in r.stdout
+    r = hhperc("reproduce", "demo_settings", "--profile", "smoke", "--out", out, "--force")
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["[1/1]", "demo_settings", "ok"] and lines[1].startswith("1/1 notebooks ok in ")
+    assert len(lines) == 3 and lines[2] == f"report: {out.resolve() / 'report.html'}"     # one line per notebook, a summary
+    for noise in ("Unable to parse line", "Passed unknown parameter", "without encryption", "Executing:"):
+        assert noise not in r.stdout + r.stderr, noise
     man = json.loads((out / "manifest.json").read_text())
     assert man["profile"] == "smoke" and man["git"]["commit"] and man["packages"]["torch"]
     assert (out / "report.html").exists() and (out / "tables" / "demo_settings.md").exists()
@@ -107,3 +125,25 @@ def test_report_survives_a_bad_table(tmp_path):
 def test_notebooks_ship_in_the_package():
     from hhperc.reproduce import list_notebooks
     assert set(list_notebooks()) == {p.stem for p in (ROOT / "nbs/paper").glob("*.ipynb")}
+
+
+def test_full_profile_skips_what_its_data_does_not_allow(tmp_path):
+    from hhperc.reproduce import exit_code, run_notebooks
+    r = hhperc("reproduce", "luab_imagenet", "--profile", "full", "--out", tmp_path / "out", check=False)
+    assert "[1/1] luab_imagenet  skipped" in r.stdout and "needs [data] imagenet, [data] imagenet_ab" in r.stdout
+    assert "0/1 notebooks ok, 1 skipped" in r.stdout and "Traceback" not in r.stderr
+    res = run_notebooks(["luab_coco"], profile="full", out=tmp_path / "o2", log=lambda *a: None)
+    assert [(x.status, x.error) for x in res] == [("skipped", "needs [data] coco, [data] coco_ab")] and exit_code(res) == 0
+
+
+def test_every_paper_notebook_declares_what_full_needs():
+    from hhperc.reproduce import declared_needs, list_notebooks
+    needs = {n: declared_needs(p) for n, p in list_notebooks().items()}
+    assert needs["demo_settings"] == [] and needs["luab_imagenet"] == ["data.imagenet", "data.imagenet_ab"]
+    assert all(needs[n] for n in needs if n != "demo_settings"), needs
+
+
+def test_a_param_no_chosen_notebook_declares_is_an_error(tmp_path):
+    r = hhperc("reproduce", "demo_settings", "--param", "annotations_cvs=t.csv", "--out", tmp_path / "out", check=False)
+    assert r.returncode != 0 and "--param annotations_cvs: declared by none of demo_settings" in r.stderr + r.stdout
+    assert not (tmp_path / "out" / "notebooks" / "demo_settings.ipynb").exists()
