@@ -29,14 +29,21 @@ reproduce: install
 	$(BIN)/hhperc reproduce --profile $(PROFILE) --keep-going
 	@echo "Report: $(CURDIR)/outputs/$(PROFILE)/report.html"
 
-# Notebooks are the source: exporting must not change the committed library.
+# Notebooks are the source: a fresh nbdev-export (and nbdev-clean) of a copy of the project must equal the working
+# tree. The copy is made in a temporary folder, so this works before a commit and outside a git checkout, and it never
+# touches your files; the differences it prints are what `nbdev-export` / `nbdev-clean` would change here.
+SYNC_BIN := $(abspath $(BIN))
 sync: install
-	$(BIN)/nbdev-export
-	$(BIN)/nbdev-clean
-	@for f in nbs/paper/*.ipynb; do $(BIN)/nbdev-clean --fname "$$f"; done
-	@if [ -n "$$(git status --porcelain -- hhperc nbs)" ]; then \
-	  echo "nbdev-export / nbdev-clean changed files: notebooks and library are out of sync (commit the result):"; \
-	  git status --porcelain -- hhperc nbs; exit 1; fi
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp -a pyproject.toml $(wildcard settings.ini) nbs hhperc "$$tmp"/ && find "$$tmp" -name __pycache__ -prune -exec rm -rf {} + && \
+	( cd "$$tmp" && $(SYNC_BIN)/nbdev-export && $(SYNC_BIN)/nbdev-clean && \
+	  for f in nbs/paper/*.ipynb; do $(SYNC_BIN)/nbdev-clean --fname "$$f" || exit 1; done ) || exit 1; \
+	same=1; diff -r -q -x __pycache__ hhperc "$$tmp/hhperc" || same=0; \
+	diff -r -q -x __pycache__ -x .ipynb_checkpoints nbs "$$tmp/nbs" || same=0; \
+	if [ $$same = 0 ]; then \
+	  echo "sync: a fresh nbdev-export / nbdev-clean differs from these files: notebooks and library are out of sync"; \
+	  echo "      (run $(BIN)/nbdev-export and $(BIN)/nbdev-clean, then review the changes)"; exit 1; fi; \
+	echo "sync: notebooks, library and cleaned notebooks agree"
 
 nbtest: install
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing --skip-folder-re '^(paper|[._])'
