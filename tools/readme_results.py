@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from hhperc.tables import read_table
+from hhperc.tables import fmt_cell, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "outputs" / "default"
 
 
-def cell(v, s=None, digits=3):
-    if pd.isna(v): return "–"
-    txt = f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return txt + (f" ± {s:.2g}" if s is not None and not pd.isna(s) else "")
+def cell(v, s=None):
+    "'1,847 ± 74', '0.731': the report's number format (three significant figures, never an exponent)."
+    return fmt_cell(None if pd.isna(v) else float(v), None if s is None or pd.isna(s) else float(s))
 
 
 def grid(df, rows, cols, fmt):
