@@ -6,28 +6,24 @@ Docs: https://github.com/hhperc/hhperc/perception/annotators.html.md"""
 
 # %% ../../nbs/perception/02_annotators.ipynb #e33f51d0
 from __future__ import annotations
-import argparse, contextlib, hashlib, json, logging, os, re, shutil, socket, sys, time, uuid
+import contextlib, hashlib, json, logging, os, re, shutil, socket, time, uuid, inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fastcore.basics import patch
 
-from ..config import (add_settings_args, settings_from_args, pick_device, stable_hash, write_json,
-                           write_parquet, atomic_write, SettingsError)
+from ..config import pick_device, stable_hash, write_json, write_parquet, atomic_write
 from ..formats import FormatError, ReadReport, is_junk
+from ..models import resolve_spec, load_detector, load_captioner
+from .formats import read_dollar_street, write_annotation_table
 
 log = logging.getLogger("hhperc.perception.annotators")
 
-# %% auto #0
-__all__ = ['log', 'IMAGE_SUFFIXES', 'ID_COLUMNS', 'ImageList', 'list_images', 'parse_shard', 'shard_of', 'resolve_precision',
-           'Annotator', 'calibrate_tiny_detector', 'ObjectAnnotator', 'CaptionAnnotator', 'AnnotationStore',
-           'AnnotateReport', 'annotate', 'HumanLabels', 'read_metadata', 'annotation_table', 'export_annotation_table']
-
-# %% ../../nbs/perception/02_annotators.ipynb #1d247d58
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 @dataclass
@@ -37,6 +33,12 @@ class ImageList:
     ignored: int = 0                               # non-image files (by suffix)
     errors: list = field(default_factory=list)     # error rows (duplicate ids)
 
+# %% auto #0
+__all__ = ['log', 'IMAGE_SUFFIXES', 'ID_COLUMNS', 'ImageList', 'list_images', 'parse_shard', 'shard_of', 'resolve_precision',
+           'Annotator', 'calibrate_tiny_detector', 'ObjectAnnotator', 'CaptionAnnotator', 'AnnotationStore',
+           'AnnotateReport', 'annotate', 'HumanLabels', 'read_metadata', 'annotation_table', 'export_annotation_table']
+
+# %% ../../nbs/perception/02_annotators.ipynb #808f521f
 def _error_row(image_id, path, stage, reason, key="") -> dict:
     size = mtime = -1
     with contextlib.suppress(OSError):
@@ -44,7 +46,9 @@ def _error_row(image_id, path, stage, reason, key="") -> dict:
     return dict(image_id=str(image_id), path=str(path), stage=stage, key=key, reason=str(reason)[:500],
                 file_size=int(size), file_mtime_ns=int(mtime), time=time.time())
 
-def list_images(images, recursive: bool = False) -> ImageList:
+def list_images(images,                  # a folder of images, a list of image files, or {id: path}
+                recursive: bool = False, # look into sub-folders of a folder
+               ) -> ImageList:
     "A folder / list of files / {id: path} mapping -> ImageList (ids are file stems)."
     if isinstance(images, dict):
         pairs = [(str(k), Path(v)) for k, v in images.items()]
@@ -69,7 +73,9 @@ def list_images(images, recursive: bool = False) -> ImageList:
         by_id[p.stem] = p
     return ImageList(sorted(by_id.items()), ignored, errors)
 
-def parse_shard(text: str | None) -> tuple[int, int]:
+# %% ../../nbs/perception/02_annotators.ipynb #1d247d58
+def parse_shard(text: str | None, # "i/n", or None / "" for the whole set
+               ) -> tuple[int, int]:
     "'i/n' -> (i, n) with 0 <= i < n; None or '' -> (0, 1)."
     if not text: return (0, 1)
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
@@ -77,17 +83,22 @@ def parse_shard(text: str | None) -> tuple[int, int]:
         raise ValueError(f"--shard {text!r}: expected i/n with 0 <= i < n, e.g. --shard 0/4")
     return int(m.group(1)), int(m.group(2))
 
-def shard_of(image_id: str, n: int) -> int:
+# %% ../../nbs/perception/02_annotators.ipynb #71bf4bae
+def shard_of(image_id: str, # an image id
+             n: int,        # number of shards
+            ) -> int:
     "The shard (0..n-1) an image id belongs to: a stable hash, independent of the listing."
     return int(hashlib.sha1(str(image_id).encode()).hexdigest()[:12], 16) % n
 
-# %% ../../nbs/perception/02_annotators.ipynb #eaa38e37
+# %% ../../nbs/perception/02_annotators.ipynb #87b8ae1e
 def _autocast(device, precision: str):
     import torch
     if device.type != "cuda" or precision == "fp32": return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
-def resolve_precision(amp: str, device) -> str:
+def resolve_precision(amp: str, # "auto", "bf16", "fp16" or "off"
+                      device,   # a torch.device
+                     ) -> str:
     "'auto' -> bf16 (or fp16 without bf16 support) on CUDA, fp32 elsewhere; 'off' -> fp32. AMP is for GPUs only."
     import torch
     amp = (amp or "auto").lower()
@@ -96,11 +107,13 @@ def resolve_precision(amp: str, device) -> str:
     if amp not in ("bf16", "fp16"): raise ValueError(f"--amp {amp!r}: use auto, bf16, fp16 or off")
     return amp
 
+# %% ../../nbs/perception/02_annotators.ipynb #eaa38e37
 class Annotator:
     "Base class: name, setting, params -> key; preprocessor / collate / run; lazy `load`."
     name = "annotator"
     schema: pa.Schema = None
-    def __init__(self, setting: str, params: dict):
+    def __init__(self, setting: str, # the model setting (hub id, torchvision builder, folder, or "tiny")
+                 params: dict):      # what changes the output (part of the key)
         self.setting, self.params = str(setting), dict(params)
         self.device = None
     @property
@@ -109,7 +122,6 @@ class Annotator:
     def key(self) -> str: return f"{self.name}-{self.param_hash}"
     @property
     def mode(self) -> str:
-        from hhperc.models import resolve_spec
         try: return resolve_spec(self.setting, self.name).mode
         except Exception: return "real"
     def meta(self) -> dict:
@@ -122,9 +134,10 @@ class Annotator:
     def __repr__(self): return f"{type(self).__name__}({self.setting!r}, {self.params})"
 
 # %% ../../nbs/perception/02_annotators.ipynb #e0f38712
-_NOT_CLASSES = {"__background__", "N/A", "n/a", ""}
-
-def calibrate_tiny_detector(model, target: float = 4.0, seed: int = 0):
+def calibrate_tiny_detector(model,              # a torchvision FasterRCNN with random weights
+                            target: float = 4.0, # spread of the class logits after calibration
+                            seed: int = 0,
+                           ):
     "Make a random torchvision FasterRCNN emit confident, image-dependent labels (tests only; deterministic)."
     import torch
     feats = []
@@ -142,6 +155,7 @@ def calibrate_tiny_detector(model, target: float = 4.0, seed: int = 0):
         lin.bias.copy_(-(lin.weight @ mu))
     return model
 
+# %% ../../nbs/perception/02_annotators.ipynb #3c116119
 class _TorchvisionPre:
     "PIL -> uint8 CHW tensor (the detector converts to float on its device)."
     def __call__(self, img):
@@ -155,7 +169,8 @@ class _HFImagePre:
         out = self.ip(images=img, return_tensors="pt")
         return {k: v[0] for k, v in out.items() if hasattr(v, "shape")}
 
-def _pad_stack(tensors: list, value=0.0):
+def _pad_stack(tensors: list, # CHW tensors of different sizes
+               value=0.0):
     "Stack CHW tensors of different sizes: zero-pad bottom/right; returns (batch, mask)."
     import torch
     H = max(t.shape[-2] for t in tensors); W = max(t.shape[-1] for t in tensors)
@@ -164,6 +179,9 @@ def _pad_stack(tensors: list, value=0.0):
     for i, t in enumerate(tensors):
         out[i, :, : t.shape[-2], : t.shape[-1]] = t; mask[i, : t.shape[-2], : t.shape[-1]] = 1
     return out, mask
+
+# %% ../../nbs/perception/02_annotators.ipynb #eb96e05b
+_NOT_CLASSES = {"__background__", "N/A", "n/a", ""}
 
 class ObjectAnnotator(Annotator):
     "Detected objects: unique labels (score > threshold), each label's best score, and the boxes."
@@ -175,8 +193,10 @@ class ObjectAnnotator(Annotator):
                         ("boxes", pa.list_(pa.list_(pa.float32()))), ("device", pa.string()),
                         ("precision", pa.string()), ("time", pa.float64())])
 
-    def __init__(self, setting: str = "fasterrcnn_resnet50_fpn_v2:COCO_V1", threshold: float = 0.5,
-                 detector=None, calibrate_tiny: bool = True):
+    def __init__(self, setting: str = "fasterrcnn_resnet50_fpn_v2:COCO_V1", # the `[models] detector` setting
+                 threshold: float = 0.5,      # keep detections scoring above this (the paper: 0.5)
+                 detector=None,               # an already loaded `hhperc.models.Detector`
+                 calibrate_tiny: bool = True): # calibrate the `tiny` detector (tests)
         from hhperc.models import resolve_spec
         tiny = resolve_spec(setting, "detector").kind == "tiny"
         super().__init__(setting, dict(threshold=float(threshold), calibrated_tiny=bool(calibrate_tiny and tiny)))
@@ -212,41 +232,49 @@ class ObjectAnnotator(Annotator):
             return {"pixel_values": pv, "pixel_mask": mask}
         return list(samples)
 
-    def _record(self, boxes, scores, labels) -> dict:
-        cats = self.detector.categories
-        keep = [i for i in range(len(scores)) if float(scores[i]) > self.threshold]
-        names = [cats[int(labels[i])] if 0 <= int(labels[i]) < len(cats) else str(int(labels[i])) for i in keep]
-        best: dict = {}
-        bl, bs, bb = [], [], []
-        for i, n in zip(keep, names):
-            if n in _NOT_CLASSES: continue
-            s = float(scores[i])
-            bl.append(n); bs.append(s); bb.append([float(v) for v in boxes[i]])
-            if s > best.get(n, -1.0): best[n] = s
-        order = sorted(best, key=lambda n: -best[n])
-        return dict(labels=order, scores=[best[n] for n in order], box_labels=bl, box_scores=bs, boxes=bb)
+# %% ../../nbs/perception/02_annotators.ipynb #34466778
+@patch
+def _record(self: ObjectAnnotator, boxes, scores, labels) -> dict:
+    cats = self.detector.categories
+    keep = [i for i in range(len(scores)) if float(scores[i]) > self.threshold]
+    names = [cats[int(labels[i])] if 0 <= int(labels[i]) < len(cats) else str(int(labels[i])) for i in keep]
+    best: dict = {}
+    bl, bs, bb = [], [], []
+    for i, n in zip(keep, names):
+        if n in _NOT_CLASSES: continue
+        s = float(scores[i])
+        bl.append(n); bs.append(s); bb.append([float(v) for v in boxes[i]])
+        if s > best.get(n, -1.0): best[n] = s
+    order = sorted(best, key=lambda n: -best[n])
+    return dict(labels=order, scores=[best[n] for n in order], box_labels=bl, box_scores=bs, boxes=bb)
 
-    def run(self, batch, device, precision="fp32"):
-        import torch
-        m = self.detector.model
-        with torch.inference_mode(), _autocast(device, precision):
-            if self.detector.kind == "torchvision":
-                imgs = [t.to(device, non_blocking=True).float().div_(255) for t in batch]
-                outs = m(imgs)
-                return [self._record(o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy(),
-                                     o["labels"].cpu().numpy()) for o in outs]
-            sizes = batch.pop("_sizes")
-            kw = {k: v.to(device) for k, v in batch.items()}
-            import inspect
-            if "pixel_mask" not in inspect.signature(m.forward).parameters: kw.pop("pixel_mask", None)
-            out = m(**kw)
-        for k in ("logits", "pred_boxes"):
-            if getattr(out, k, None) is not None: setattr(out, k, getattr(out, k).float())
-        proc = self.detector.processor
-        res = proc.post_process_object_detection(out, threshold=self.threshold, target_sizes=[(h, w) for w, h in sizes])
-        return [self._record(r["boxes"].cpu().numpy(), r["scores"].cpu().numpy(), r["labels"].cpu().numpy()) for r in res]
+# %% ../../nbs/perception/02_annotators.ipynb #3555ff57
+@patch
+def run(self: ObjectAnnotator,
+        batch,                   # from `collate`: a list of uint8 CHW tensors, or a dict of pixel tensors with `_sizes`
+        device,                  # a torch.device
+        precision="fp32"):       # from `resolve_precision`
+    "Detections of a batch -> one record per image (labels, scores, boxes)."
+    import torch
+    m = self.detector.model
+    with torch.inference_mode(), _autocast(device, precision):
+        if self.detector.kind == "torchvision":
+            imgs = [t.to(device, non_blocking=True).float().div_(255) for t in batch]
+            outs = m(imgs)
+            return [self._record(o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy(),
+                                 o["labels"].cpu().numpy()) for o in outs]
+        sizes = batch.pop("_sizes")
+        kw = {k: v.to(device) for k, v in batch.items()}
+        import inspect
+        if "pixel_mask" not in inspect.signature(m.forward).parameters: kw.pop("pixel_mask", None)
+        out = m(**kw)
+    for k in ("logits", "pred_boxes"):
+        if getattr(out, k, None) is not None: setattr(out, k, getattr(out, k).float())
+    proc = self.detector.processor
+    res = proc.post_process_object_detection(out, threshold=self.threshold, target_sizes=[(h, w) for w, h in sizes])
+    return [self._record(r["boxes"].cpu().numpy(), r["scores"].cpu().numpy(), r["labels"].cpu().numpy()) for r in res]
 
-# %% ../../nbs/perception/02_annotators.ipynb #3c116119
+# %% ../../nbs/perception/02_annotators.ipynb #db902916
 class _HFFullPre:
     "PIL -> processor(images, text=prompt) for one image."
     def __init__(self, processor, prompt): self.p, self.prompt = processor, prompt
@@ -254,7 +282,9 @@ class _HFFullPre:
         out = self.p(images=img, text=self.prompt, return_tensors="pt")
         return {k: v[0] for k, v in out.items() if hasattr(v, "shape")}
 
-def _collate_dicts(samples: list, pad_id: int = 0) -> dict:
+def _collate_dicts(samples: list, # per-image dicts of tensors
+                   pad_id: int = 0, # the tokenizer's pad id
+                  ) -> dict:
     "Stack per-image tensor dicts; token sequences of different lengths are left-padded (for generation)."
     import torch
     out = {}
@@ -268,6 +298,7 @@ def _collate_dicts(samples: list, pad_id: int = 0) -> dict:
             out[k], mask = _pad_stack(ts)
     return out
 
+# %% ../../nbs/perception/02_annotators.ipynb #9a71e98f
 class CaptionAnnotator(Annotator):
     "One caption per image from an image-to-text model (BLIP base, greedy, by default)."
     name = "captioner"
@@ -275,8 +306,11 @@ class CaptionAnnotator(Annotator):
                         ("param_hash", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
                         ("caption", pa.string()), ("device", pa.string()), ("precision", pa.string()), ("time", pa.float64())])
 
-    def __init__(self, setting: str = "Salesforce/blip-image-captioning-base", max_new_tokens: int | None = None,
-                 num_beams: int = 1, prompt: str | None = None, model=None, processor=None):
+    def __init__(self, setting: str = "Salesforce/blip-image-captioning-base", # the `[models] captioner` setting
+                 max_new_tokens: int | None = None, # None: the model's own generation config
+                 num_beams: int = 1,                # 1: greedy, as the paper
+                 prompt: str | None = None,         # conditional captioning prefix, removed from the caption
+                 model=None, processor=None):       # an already loaded model and processor
         super().__init__(setting, dict(max_new_tokens=max_new_tokens, num_beams=int(num_beams), do_sample=False, prompt=prompt))
         self.max_new_tokens, self.num_beams, self.prompt = max_new_tokens, int(num_beams), prompt
         self.model, self.processor = model, processor
@@ -325,7 +359,7 @@ def _part_name() -> str:
 
 class AnnotationStore:
     "Append-only Parquet shards of annotations keyed by (image id, annotator key) plus an errors table."
-    def __init__(self, root):
+    def __init__(self, root): # the store's folder (created)
         self.root = Path(root)
         (self.root / "records").mkdir(parents=True, exist_ok=True); (self.root / "errors").mkdir(exist_ok=True)
 
@@ -339,15 +373,6 @@ class AnnotationStore:
         "Write `records/<key>/meta.json` (once)."
         p = self.root / "records" / annotator.key / "meta.json"
         if not p.exists(): write_json(p, annotator.meta())
-
-    def keys(self) -> pd.DataFrame:
-        "One row per annotator key: name, setting, params, number of annotated images."
-        rows = []
-        for d in sorted((self.root / "records").iterdir()):
-            if not d.is_dir() or is_junk(d): continue
-            meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {"key": d.name, "name": d.name.rsplit("-", 1)[0]}
-            meta["images"] = len(self.done_ids(d.name)); rows.append(meta)
-        return pd.DataFrame(rows, columns=["key", "name", "setting", "params", "param_hash", "mode", "cls", "images"])
 
     def write_records(self, key: str, rows: list[dict], schema: pa.Schema | None = None) -> Path | None:
         if not rows: return None
@@ -384,7 +409,22 @@ class AnnotationStore:
         if df is None: return pd.DataFrame(columns=[f.name for f in _ERR_SCHEMA])
         return df.drop_duplicates(["image_id", "stage", "key"], keep="last").sort_values(["stage", "image_id"]).reset_index(drop=True)
 
-    def resolve_key(self, which) -> str | None:
+# %% ../../nbs/perception/02_annotators.ipynb #8b363b74
+@patch
+def keys(self: AnnotationStore) -> pd.DataFrame:
+    "One row per annotator key: name, setting, params, number of annotated images."
+    rows = []
+    for d in sorted((self.root / "records").iterdir()):
+        if not d.is_dir() or is_junk(d): continue
+        meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {"key": d.name, "name": d.name.rsplit("-", 1)[0]}
+        meta["images"] = len(self.done_ids(d.name)); rows.append(meta)
+    return pd.DataFrame(rows, columns=["key", "name", "setting", "params", "param_hash", "mode", "cls", "images"])
+
+# %% ../../nbs/perception/02_annotators.ipynb #db9ff965
+@patch
+def resolve_key(self: AnnotationStore,
+                which, # an Annotator, a key, or a name ("detector", "captioner")
+               ) -> str | None:
         "An annotator, a key, or a name ('detector') with exactly one key in the store -> key (None if absent)."
         if which is None: return None
         if isinstance(which, Annotator): return which.key
@@ -394,7 +434,11 @@ class AnnotationStore:
             raise ValueError(f"{self.root}: several {which} annotations ({', '.join(sorted(cands))}); pass the key to use")
         return cands[0] if cands else None
 
-    def merge_from(self, *others) -> int:
+# %% ../../nbs/perception/02_annotators.ipynb #9737550c
+@patch
+def merge_from(self: AnnotationStore,
+               *others, # AnnotationStores or their folders
+              ) -> int:
         "Copy the shards (and meta files) of other stores, e.g. from `--shard i/n` runs, into this one; returns shards copied."
         n = 0
         for o in others:
@@ -410,7 +454,11 @@ class AnnotationStore:
                     n += 1
         return n
 
-    def compact(self, min_parts: int = 2) -> int:
+# %% ../../nbs/perception/02_annotators.ipynb #352bcc2c
+@patch
+def compact(self: AnnotationStore,
+            min_parts: int = 2, # compact only folders with at least this many shards
+           ) -> int:
         "Merge each folder's shards into one (atomic; readers dedupe if a crash leaves both); remove stale temp files."
         n = 0
         folders = [self.root / "errors"] + [d for d in (self.root / "records").iterdir() if d.is_dir()]
@@ -425,10 +473,11 @@ class AnnotationStore:
             n += len(parts)
         return n
 
-# %% ../../nbs/perception/02_annotators.ipynb #10bb8e29
+# %% ../../nbs/perception/02_annotators.ipynb #42dc4ac5
 class _ImageDataset:
     "Decode one image (EXIF orientation applied, RGB) and run each needed annotator's preprocessing; never raises."
-    def __init__(self, todo: list, pre: dict):
+    def __init__(self, todo: list, # (image id, path, annotator keys)
+                 pre: dict):       # annotator key -> preprocessor
         self.todo, self.pre = todo, pre
     def __len__(self): return len(self.todo)
     def __getitem__(self, i):
@@ -447,6 +496,7 @@ class _ImageDataset:
 
 def _identity(batch): return batch
 
+# %% ../../nbs/perception/02_annotators.ipynb #8fe88e8c
 @dataclass
 class AnnotateReport:
     "What `annotate` did."
@@ -467,20 +517,9 @@ class AnnotateReport:
                 f" (+{self.skipped_errors} known); {self.seconds:.1f}s ({self.model_seconds:.1f}s in models),"
                 f" {self.images_per_s:.2f} images/s on {self.device} {self.precision}")
 
-def annotate(images, annotators: Sequence[Annotator], store, batch_size: int = 8, workers: int = 0,
-             shard: str | tuple | None = None, device="auto", amp: str = "auto", progress: bool = True,
-             retry_errors: bool = False, limit: int | None = None, throttle: float = 0.0,
-             threads: int | None = None) -> AnnotateReport:
-    "Annotate `images` with every annotator into `store`, skipping what is done; see the text above."
-    import torch
-    if threads:   # torch intra-op threads for this run (on a shared CPU, fewer threads can be much faster)
-        old = torch.get_num_threads(); torch.set_num_threads(int(threads))
-        try: return annotate(images, annotators, store, batch_size, workers, shard, device, amp, progress, retry_errors, limit, throttle)
-        finally: torch.set_num_threads(old)
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-    t0 = time.perf_counter()
-    store = store if isinstance(store, AnnotationStore) else AnnotationStore(store)
+# %% ../../nbs/perception/02_annotators.ipynb #c8932c07
+def _plan(images, annotators, store: AnnotationStore, shard, retry_errors: bool, limit) -> tuple:
+    "(report with images / ignored / todo / skipped_errors, todo [(id, path, keys)], new listing error rows)."
     si, sn = shard if isinstance(shard, tuple) else parse_shard(shard)
     lst = list_images(images)
     items = [(i, p) for i, p in lst.items if sn == 1 or shard_of(i, sn) == si]
@@ -508,22 +547,31 @@ def annotate(images, annotators: Sequence[Annotator], store, batch_size: int = 8
         if keys: todo.append((image_id, path, keys))
     if limit is not None: todo = todo[: int(limit)]
     rep.todo = len(todo)
-    if new_listing: store.write_errors(new_listing); rep.errors += len(new_listing)
-    if not todo:
-        rep.seconds = time.perf_counter() - t0
-        return rep
-    dev = device if isinstance(device, torch.device) else pick_device(device)
-    precision = resolve_precision(amp, dev)
-    rep.device, rep.precision = str(dev), precision
-    needed = [a for a in annotators if any(a.key in k for _, _, k in todo)]
-    by_key = {a.key: a for a in needed}
-    for a in needed: a.load(dev)
-    pre = {a.key: a.preprocessor() for a in needed}
-    workers = max(0, int(workers))
-    dl = DataLoader(_ImageDataset(todo, pre), batch_size=max(1, int(batch_size)), shuffle=False, num_workers=workers,
-                    collate_fn=_identity, pin_memory=dev.type == "cuda", prefetch_factor=4 if workers else None)
-    rep.annotated = {a.key: 0 for a in needed}
-    bar = tqdm(total=len(todo), unit="img", desc="annotate", disable=not progress, dynamic_ncols=True)
+    return rep, todo, new_listing
+
+# %% ../../nbs/perception/02_annotators.ipynb #10bb8e29
+def _run_safely(a: Annotator, samples: list, dev, precision):
+    "Run a batch; on an exception retry image by image. Returns (outputs with None for failures, [(sample, reason)])."
+    def one(ss):
+        batch = a.collate([s["inputs"][a.key] for s in ss])
+        if isinstance(batch, dict) and isinstance(a, ObjectAnnotator): batch["_sizes"] = [s["size"] for s in ss]
+        return a.run(batch, dev, precision)
+    try:
+        return one(samples), []
+    except Exception as e:
+        if len(samples) == 1: return [None], [(samples[0], f"{type(e).__name__}: {e}")]
+    outs, failed = [], []
+    for s in samples:
+        try: outs.append(one([s])[0])
+        except Exception as e: outs.append(None); failed.append((s, f"{type(e).__name__}: {e}"))
+    return outs, failed
+
+# %% ../../nbs/perception/02_annotators.ipynb #0c6942de
+def _annotate_batches(dl, by_key: dict, store: AnnotationStore, dev, precision: str, rep: AnnotateReport,
+                      total: int, progress: bool, throttle: float):
+    "Run every needed annotator on each batch of `dl`; write records and errors per batch; count in `rep`."
+    from tqdm.auto import tqdm
+    bar = tqdm(total=total, unit="img", desc="annotate", disable=not progress, dynamic_ncols=True)
     try:
         for batch in dl:
             err_rows = [_error_row(s["image_id"], s["path"], "decode", s["error"]) for s in batch if s["error"]]
@@ -549,30 +597,57 @@ def annotate(images, annotators: Sequence[Annotator], store, batch_size: int = 8
             if throttle: time.sleep(throttle)
     finally:
         bar.close()
+
+# %% ../../nbs/perception/02_annotators.ipynb #74020389
+def annotate(images,                         # a folder, a list of image files, or {id: path}
+             annotators: Sequence[Annotator], # the annotators to run
+             store,                          # an AnnotationStore or its folder
+             batch_size: int = 8,
+             workers: int = 0,               # DataLoader worker processes decoding images
+             shard: str | tuple | None = None, # "i/n": only this part of the images
+             device="auto",                  # "auto" (CUDA > MPS > CPU), a device name or a torch.device
+             amp: str = "auto",              # see `resolve_precision`
+             progress: bool = True,          # show a progress bar
+             retry_errors: bool = False,     # try images that failed before again
+             limit: int | None = None,       # at most this many images with work
+             throttle: float = 0.0,          # seconds to sleep after each batch
+             threads: int | None = None,     # torch intra-op threads for this run
+            ) -> AnnotateReport:
+    "Annotate `images` with every annotator into `store`, skipping what is done; see the text above."
+    import torch
+    if threads:   # torch intra-op threads for this run (on a shared CPU, fewer threads can be much faster)
+        old = torch.get_num_threads(); torch.set_num_threads(int(threads))
+        try: return annotate(images, annotators, store, batch_size, workers, shard, device, amp, progress, retry_errors, limit, throttle)
+        finally: torch.set_num_threads(old)
+    from torch.utils.data import DataLoader
+    t0 = time.perf_counter()
+    store = store if isinstance(store, AnnotationStore) else AnnotationStore(store)
+    rep, todo, new_listing = _plan(images, annotators, store, shard, retry_errors, limit)
+    if new_listing: store.write_errors(new_listing); rep.errors += len(new_listing)
+    if not todo:
+        rep.seconds = time.perf_counter() - t0
+        return rep
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    precision = resolve_precision(amp, dev)
+    rep.device, rep.precision = str(dev), precision
+    needed = [a for a in annotators if any(a.key in k for _, _, k in todo)]
+    by_key = {a.key: a for a in needed}
+    for a in needed: a.load(dev)
+    pre = {a.key: a.preprocessor() for a in needed}
+    workers = max(0, int(workers))
+    dl = DataLoader(_ImageDataset(todo, pre), batch_size=max(1, int(batch_size)), shuffle=False, num_workers=workers,
+                    collate_fn=_identity, pin_memory=dev.type == "cuda", prefetch_factor=4 if workers else None)
+    rep.annotated = {a.key: 0 for a in needed}
+    _annotate_batches(dl, by_key, store, dev, precision, rep, len(todo), progress, throttle)
     rep.seconds = time.perf_counter() - t0
     log.info(rep.summary())
     return rep
 
-def _run_safely(a: Annotator, samples: list, dev, precision):
-    "Run a batch; on an exception retry image by image. Returns (outputs with None for failures, [(sample, reason)])."
-    def one(ss):
-        batch = a.collate([s["inputs"][a.key] for s in ss])
-        if isinstance(batch, dict) and isinstance(a, ObjectAnnotator): batch["_sizes"] = [s["size"] for s in ss]
-        return a.run(batch, dev, precision)
-    try:
-        return one(samples), []
-    except Exception as e:
-        if len(samples) == 1: return [None], [(samples[0], f"{type(e).__name__}: {e}")]
-    outs, failed = [], []
-    for s in samples:
-        try: outs.append(one([s])[0])
-        except Exception as e: outs.append(None); failed.append((s, f"{type(e).__name__}: {e}"))
-    return outs, failed
-
 # %% ../../nbs/perception/02_annotators.ipynb #de899908
-ID_COLUMNS = ("id", "image_id", "Input.id", "Input.image_id", "Input.image", "Input.image_url", "image", "image_url")
+ID_COLUMNS = ("id", "image_id", "Input.id", "Input.image_id", "Input.image", "Input.image_url", "image", "image_url", "imageID")
 
-def _image_id(v) -> str | None:
+def _image_id(v, # an id, a file name or a URL
+             ) -> str | None:
     if v is None or (isinstance(v, float) and np.isnan(v)): return None
     s = str(v).strip()
     if not s: return None
@@ -585,6 +660,7 @@ def _norm_tag(t) -> str:
     if t is None or (isinstance(t, float) and np.isnan(t)): return ""
     return " ".join(str(t).replace(",", " ").split()).lower()
 
+# %% ../../nbs/perception/02_annotators.ipynb #36dd042e
 @dataclass
 class HumanLabels:
     "Crowd tags joined per image: `table` has id, human_labels (comma separated), n_workers, n_tags, tag_counts (JSON)."
@@ -592,7 +668,9 @@ class HumanLabels:
     report: ReadReport
 
     @classmethod
-    def from_csv(cls, path, id_column: str | None = None) -> "HumanLabels":
+    def from_csv(cls, path,                       # the crowd results CSV
+                 id_column: str | None = None,     # the image column, when none of ID_COLUMNS is there
+                ) -> "HumanLabels":
         path = Path(path)
         expected = "crowd results CSV with WorkerId, an image id column and Answer.tag1 .. Answer.tag10"
         if not path.is_file(): raise FormatError(path, expected, "nothing (no such file)", "Pass the results CSV (set [data] human_tags).")
@@ -602,7 +680,10 @@ class HumanLabels:
         return cls.from_frame(raw, id_column, source=str(path))
 
     @classmethod
-    def from_frame(cls, raw: pd.DataFrame, id_column: str | None = None, source: str = "<frame>") -> "HumanLabels":
+    def from_frame(cls, raw: pd.DataFrame,           # the crowd results, one row per worker and image
+                   id_column: str | None = None,      # the image column, when none of ID_COLUMNS is there
+                   source: str = "<frame>",           # where it came from, for messages
+                  ) -> "HumanLabels":
         expected = "crowd results with WorkerId, an image id column and Answer.tag1 .. Answer.tag10"
         cols = [str(c).strip() for c in raw.columns]; raw = raw.set_axis(cols, axis=1)
         tag_cols = sorted((c for c in cols if re.fullmatch(r"Answer\.tag\d+", c)), key=lambda c: int(c[10:]))
@@ -611,7 +692,7 @@ class HumanLabels:
                                    ("Answer.tag1..10", bool(tag_cols))) if not ok]
         if missing:
             raise FormatError(source, expected, f"columns {cols[:12]} (missing {', '.join(missing)})",
-                              f"Name the image column with id_column= (one of {', '.join(ID_COLUMNS)} is found automatically).")
+                              f"Name the image column with --id-column (one of {', '.join(ID_COLUMNS)} is found automatically).")
         rep = ReadReport(source=source)
         per: dict = {}
         for i, r in enumerate(raw.to_dict("records")):
@@ -637,8 +718,9 @@ class HumanLabels:
 
     def __len__(self): return len(self.table)
 
-# %% ../../nbs/perception/02_annotators.ipynb #36dd042e
-def read_metadata(csv_or_dir) -> pd.DataFrame:
+# %% ../../nbs/perception/02_annotators.ipynb #94081cab
+def read_metadata(csv_or_dir, # Dollar Street per-topic metadata CSV(s)
+                 ) -> pd.DataFrame:
     "Dollar Street metadata CSV(s) -> one row per id (first topic kept): id, category, country, income, region."
     from hhperc.perception.formats import read_dollar_street
     df = read_dollar_street(csv_or_dir)
@@ -653,7 +735,13 @@ def _as_metadata(metadata) -> pd.DataFrame | None:
     if missing: raise ValueError(f"metadata lacks columns {missing}; expected id, category (or topic), country, income, region")
     return df.assign(id=df["id"].astype(str)).drop_duplicates("id", keep="first")[["id", "category", "country", "income", "region"]]
 
-def annotation_table(store, detector=None, captioner=None, human=None, metadata=None) -> pd.DataFrame:
+# %% ../../nbs/perception/02_annotators.ipynb #a86274d6
+def annotation_table(store,          # an AnnotationStore or its folder
+                     detector=None,  # the detector's annotator, key or name (default: the one "detector" key)
+                     captioner=None, # the captioner's annotator, key or name
+                     human=None,     # HumanLabels, a crowd results CSV, or a frame with id and human_labels
+                     metadata=None,  # metadata CSV(s) or a frame (see `read_metadata`)
+                    ) -> pd.DataFrame:
     "Store records + human labels + metadata -> the study's annotation table (+ ml_label_scores, ml_mode)."
     store = store if isinstance(store, AnnotationStore) else AnnotationStore(store)
     dk = store.resolve_key("detector" if detector is None else detector)
@@ -684,7 +772,10 @@ def annotation_table(store, detector=None, captioner=None, human=None, metadata=
     cols = ["id", "category", "country", "income", "region", "human_labels", "ml_captions", "ml_labels"]
     return out[cols + ["ml_label_scores", "ml_mode"]]
 
-def export_annotation_table(path, store, detector=None, captioner=None, human=None, metadata=None) -> pd.DataFrame:
+# %% ../../nbs/perception/02_annotators.ipynb #737a2952
+def export_annotation_table(path, # the CSV to write
+                            store, detector=None, captioner=None, human=None, metadata=None, # as `annotation_table`
+                           ) -> pd.DataFrame:
     "Write `annotation_table(...)` to `path` (CSV, atomically) and return it."
     from hhperc.perception.formats import write_annotation_table
     df = annotation_table(store, detector, captioner, human, metadata)
