@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
-from hhperc.luab.train import BlobDataset
 from hhperc.train import spawn_local
 
 WORLD = 2
@@ -22,21 +22,24 @@ def _flat(model) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------- LUAB
-class ShiftedBlobs(BlobDataset):
-    "BlobDataset with a random shift of up to 3 pixels (an augmentation drawn from the global torch RNG); records the draws."
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw); self.drawn = []
+class Shifted(Dataset):
+    "A dataset's images shifted by up to 3 pixels (an augmentation drawn from the global torch RNG); records the draws."
+    def __init__(self, base):
+        self.base, self.drawn = base, []
+
+    def __len__(self): return len(self.base)
 
     def __getitem__(self, k):
-        x, y, t, w = super().__getitem__(k)
+        x, y, t, w = self.base[k]
         s = int(torch.randint(-3, 4, (1,)))
         self.drawn.append((k, s))
         return torch.roll(x, s, dims=2), y, t, w
 
 
 def _luab_rank(cfg_d: dict, out: str, n: int, size: int) -> dict:
-    from hhperc.luab.train import TrainConfig, train_luab
+    from hhperc.luab.train import BlobDataset, TrainConfig, train_luab
     cfg = TrainConfig(**cfg_d)
+    ShiftedBlobs = lambda n, size: Shifted(BlobDataset(n, size))
     ds = ShiftedBlobs(n, size)
     full = train_luab(ds, cfg, out_dir=Path(out) / "full", progress=False)
     per_epoch = n // WORLD // cfg.batch_size
@@ -50,8 +53,8 @@ def _luab_rank(cfg_d: dict, out: str, n: int, size: int) -> dict:
 def test_luab_ddp_two_gloo_ranks(tmp_path):
     from dataclasses import asdict
     from hhperc.luab.train import TrainConfig
-    cfg = TrainConfig(arch="resnet18", variant="luab", num_classes=4, image_size=16, epochs=2, batch_size=4, lr=0.05,
-                      seed=11, device="cpu")
+    cfg = TrainConfig(arch="vit_tiny", vit_depth=1, patch_size=8, variant="luab", num_classes=4, image_size=16, epochs=2,
+                      batch_size=4, lr=0.05, seed=11, device="cpu")          # a one-layer ViT: small enough for seconds
     r0, r1 = spawn_local(_luab_rank, WORLD, asdict(cfg), str(tmp_path), 16, 16)
     assert (r0["rank"], r1["rank"], r0["world"]) == (0, 1, 2)
     # identical replicas, which moved from their (common) start
