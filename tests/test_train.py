@@ -133,3 +133,18 @@ def test_rank0_first_prepares_once(tmp_path):
     r0, r1 = spawn_local(_prepare_rank, WORLD, str(tmp_path / "index.txt"))
     assert (r0["found"], r1["found"]) == (False, True)
     assert r0["text"] == r1["text"] == "built by rank 0"
+
+
+# ---------------------------------------------------------------------------------------------------- precision flags
+def test_luab_amp_and_channels_last_on_cpu_when_asked():
+    "The GPU defaults (bf16 autocast, channels-last) run on CPU when asked; a wrong layout or dtype path would fail here."
+    from hhperc.luab.train import BlobDataset, TrainConfig, train_luab
+    torch.set_num_threads(1)
+    ds = BlobDataset(16, 16)
+    base = dict(arch="resnet18", variant="luab", num_classes=4, image_size=16, epochs=1, batch_size=8, lr=0.05, device="cpu")
+    off = train_luab(ds, TrainConfig(**base), progress=False)
+    on = train_luab(ds, TrainConfig(**base, amp="on", channels_last="on"), progress=False)
+    conv = next(m.weight for m in on["model"].modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.is_contiguous(memory_format=torch.channels_last) and conv.dtype == torch.float32   # master weights stay fp32
+    l_off, l_on = off["history"][0]["loss"], on["history"][0]["loss"]
+    assert l_on != l_off and abs(l_on - l_off) < 0.05 * l_off        # bf16 rounding: close, not equal
