@@ -1,6 +1,6 @@
 """ImageNet-AB / COCO-AB readers, writers and index (hhperc.luab.formats) and the objects world CLI.
 
-FORMATS.md samples parse to the documented values; write -> read round trips (hypothesis);
+docs/FORMATS.md samples parse to the documented values; write -> read round trips (hypothesis);
 a fuzz corpus of broken records is skipped and counted, never crashes a reader, and the fast index
 parser agrees with the full parser; the cached index reloads equal to a direct read;
 `hhperc synth --study objects` works at smoke scale.
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from hhperc.formats import FormatError
 from hhperc.luab.formats import COCO_CLASSES, COCO_INDEX, BadRecord, build_byproduct_index, coco_ab_row, coco_points, fast_imagenet_ab_row, imagenet_ab_row, imagenet_ab_xml, load_byproduct_index, parse_imagenet_ab_xml, read_coco_ab, read_imagenet_ab, write_coco_ab, write_imagenet_ab_xml
 
-# FORMATS.md section 2, with its placeholders (`..`, `True|False`, prose in element text) filled in.
+# docs/FORMATS.md section 2, with its placeholders (`..`, `True|False`, prose in element text) filled in.
 IMAGENET_AB_SAMPLE = """<annotation>
   <folder>n02490219</folder> <filename>n02490219_6469</filename>
   <source><database>ILSVRC_2012</database></source>
@@ -36,7 +36,7 @@ IMAGENET_AB_SAMPLE = """<annotation>
 </annotation>
 """
 
-# FORMATS.md section 3, verbatim (a valid JSON object as printed).
+# docs/FORMATS.md section 3, verbatim (a valid JSON object as printed).
 COCO_AB_SAMPLE = """{"image_id": 296169, "worker_id": "00AA3B5E80", "hit_id": "<32 hex>", "page_id": 7,
  "originalImageWidth": 480, "originalImageHeight": 360, "imageWidth": 450, "imageHeight": 450,
  "timeSpent": 168291,
@@ -66,7 +66,7 @@ def _rec(k: int, wnid: str = "n02490219") -> dict:
     return annotate_imagenet_ab(rng, f"{wnid}_{k}", wnid, mask, make_annotators(np.random.default_rng(0), 6), with_box=k % 2 == 0)
 
 
-# ---------------------------------------------------------------- FORMATS.md samples
+# ---------------------------------------------------------------- docs/FORMATS.md samples
 
 def test_imagenet_ab_sample_parses(tmp_path):
     p = tmp_path / "train_xml" / "n02490219" / "n02490219_6469.xml"
@@ -331,14 +331,17 @@ def test_coco_ab_fuzz_is_skipped_and_counted(tmp_path):
     cut.write_text(text[: int(len(text) * 0.6)])
     dc = read_coco_ab(cut)
     assert 2 <= len(dc) and dc.attrs["report"].reasons.get("truncated JSON") == 1
-    # the same reader never crashes on random truncations
-    for k in range(1, len(text), max(1, len(text) // 40)):
+    # any truncation keeps exactly the good records that end before the cut, and counts the cut itself
+    lines, ends, pos = text.split("\n"), [], len("[\n")
+    for ln in lines[1:-2]:                                   # "[", one record per line, "]", ""
+        ends.append(pos + len(ln.rstrip(","))); pos += len(ln) + 1
+    is_good = [True] * 2 + [False] * len(broken) + [True] * 3
+    for k in range(1, len(text) - 3, max(1, len(text) // 40)):
         cut.write_text(text[:k])
-        try:
-            d = read_coco_ab(cut)
-            assert d.attrs["report"].ok + d.attrs["report"].skipped >= 1
-        except FormatError:
-            assert k < 2 or not text[:k].strip().startswith("[")
+        d = read_coco_ab(cut)
+        rep = d.attrs["report"]
+        assert rep.ok == sum(g and e <= k for g, e in zip(is_good, ends)), k
+        assert "truncated JSON" in rep.reasons or "malformed JSON" in rep.reasons, (k, rep.reasons)
 
 
 # ---------------------------------------------------------------- index
