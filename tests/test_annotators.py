@@ -57,7 +57,9 @@ def test_full_run_and_corrupt_images(world, full_store):
         assert sorted(ids) == world["good"], "each good image annotated exactly once"
     err = full_store.errors()
     assert sorted(err.image_id) == world["bad"] and set(err.stage) == {"decode"}
-    assert err.reason.str.len().gt(0).all()
+    assert err.reason.str.match(r"^[A-Za-z]+(Error|Exception): ").all(), err.reason.tolist()   # "<exception>: <message>"
+    sizes = {i: os.stat(Path(world["images"]) / f"{i}.jpg").st_size for i in world["bad"]}
+    assert dict(zip(err.image_id, err.file_size)) == sizes               # the file each error is about, by its size
     det = full_store.records(DET.key)
     assert det.labels.map(len).gt(0).any() and (det.scores.map(lambda s: all(x > 0.3 for x in s))).all()
 
@@ -69,11 +71,9 @@ def test_resume_after_kill(world, tmp_path):
            "--workers", "0", "--throttle", "0.4"] + ARGS
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     folder = store / "records" / DET.key
-    t0 = time.time()
-    try:
+    try:   # the run always ends on its own (a few images, throttled), so this loop cannot hang
         while len(list(folder.glob("part-*.parquet"))) < 2:
             assert proc.poll() is None, "the annotate run ended before it could be killed"
-            assert time.time() - t0 < 240, "no shards written within 240 s"
             time.sleep(0.05)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
@@ -102,7 +102,8 @@ def test_shards_merge(world, full_store, tmp_path):
     a, b = (set(AnnotationStore(s).records(DET.key).image_id) for s in stores)
     assert a and b and not a & b
     merged = AnnotationStore(tmp_path / "merged")
-    assert merged.merge_from(*stores) > 0
+    shards = sum(len(list(Path(s).glob(g))) for s in stores for g in ("records/*/part-*.parquet", "errors/part-*.parquet"))
+    assert merged.merge_from(*stores) == shards > 0                   # every shard of both stores, once
     assert merged.merge_from(*stores) == 0            # merging twice copies nothing
     for k in (DET.key, CAP.key):
         m, f = merged.records(k), full_store.records(k)
@@ -141,3 +142,24 @@ def test_cli_errors(tmp_path, cli):
     assert r.returncode == 2 and "nope" in r.stderr
     r = cli("annotate", "--images", tmp_path, "--store", tmp_path / "s", "--shard", "2/2", *TINY, check=False)
     assert r.returncode == 2 and "--shard" in r.stderr
+
+
+def test_crowd_results_in_the_released_shape(tmp_path):
+    "The authors' crowd export (docs/FORMATS.md section 1): numeric WorkerId, imageID '<id>.jpg', tag10 after tag1."
+    from hhperc.formats import FormatError
+    from hhperc.perception.annotators import HumanLabels
+    p = tmp_path / "resultswithgoodworkeronly.csv"
+    p.write_text("WorkerId,imageID,Answer.tag1,Answer.tag10,Answer.tag2,Answer.tag3\n"
+                 "734511,5ec4f91ef0611d7ddd7414a4.jpg,Kitchen,,cooking,appliance\n"
+                 "734512,5ec4f91ef0611d7ddd7414a4.jpg,kitchen,home,Fridge,\n"
+                 "734511,62a63e809280e38799f991a8.jpg,door,,,\n")
+    t = HumanLabels.from_csv(p).table.set_index("id")
+    assert list(t.index) == ["5ec4f91ef0611d7ddd7414a4", "62a63e809280e38799f991a8"]
+    assert t.human_labels.iloc[0] == "kitchen, cooking, appliance, fridge, home"   # tag1..tag3 before tag10, repeats once
+    assert json.loads(t.tag_counts.iloc[0]) == {"kitchen": 2, "cooking": 1, "appliance": 1, "fridge": 1, "home": 1}
+    assert t.n_workers.tolist() == [2, 1] and t.n_tags.tolist() == [6, 1]
+    p.write_text(p.read_text().replace("imageID", "picture"))
+    with pytest.raises(FormatError) as e:
+        HumanLabels.from_csv(p)
+    assert "--id-column" in str(e.value) and "id_column=" not in str(e.value)   # the CLI flag, not the Python keyword
+    assert len(HumanLabels.from_csv(p, id_column="picture")) == 2

@@ -21,7 +21,8 @@ def households(tmp_path_factory):
 def test_parallel_equals_sequential(households, tmp_path):
     from hhperc.config import Cache
     from hhperc.perception.similarity import study_embeddings, finetune_recipe
-    from hhperc.perception.predict import run_prediction
+    from hhperc.perception.predict import run_prediction, fit_unit, feature_matrix, param_grid
+    from hhperc.perception.similarity import split_indices
     _, df = households
     emb, _ = study_embeddings(df, "tiny", finetune_recipe(epochs=0), cache=Cache(tmp_path))
     for task in ("region", "income"):
@@ -30,6 +31,12 @@ def test_parallel_equals_sequential(households, tmp_path):
         par = run_prediction(task, emb, df, n_jobs=2, **kw)
         assert seq.same_as(par), task
         assert par.n_jobs == 2 and seq.n_jobs == 1
+        # one unit of the study is one plain `fit_unit` call on the same split
+        y = df["region"].astype(str).to_numpy() if task == "region" else df["income"].astype(float).to_numpy()
+        train, test = split_indices(df)
+        ref = fit_unit(task, feature_matrix(emb, "O+C+H"), y, train, test, param_grid("tiny", task), 2, 1)
+        assert np.array_equal(seq.preds[("O+C+H", 1)], ref["pred"]), task
+        assert np.array_equal(seq.y_true, y[test])
 
 
 def _check(out, name, rows, metrics, mode_prefix):
@@ -41,19 +48,43 @@ def _check(out, name, rows, metrics, mode_prefix):
     return tab
 
 
+def _smoke_reference():
+    "The table the smoke notebooks read (synthetic households of the smoke size and seed), made independently here."
+    import tempfile
+    from hhperc.config import load_settings
+    from hhperc.perception.synth import make_households, households_size
+    from hhperc.perception.formats import read_annotation_table
+    from hhperc.perception.similarity import check_annotation_table, split_indices
+    st = load_settings(profile="smoke")
+    p = make_households(tempfile.mkdtemp(), scale=households_size(st.size("ds_households", 0)), seed=st.seed, images=False)
+    df = check_annotation_table(read_annotation_table(p["annotation_table"]))
+    return st, df, split_indices(df)
+
+
 def test_ds_notebooks_smoke(run_paper, tmp_path):
+    st, df, (train, test) = _smoke_reference()
     out = run_paper("ds_similarity", tmp_path, sentence_model="tiny")
     sim = _check(out, "ds_similarity", ["O~C", "O~H", "C~H", "C~H [pretrained]"], ["cosine_mean", "cosine_std"], "synthetic")
     assert {"overall", "Africa", "kitchens"} <= set(sim["variant"])
+    by_region = sim[(sim.row == "C~H") & (sim.metric == "cosine_mean")].set_index("variant")["n"]
+    assert by_region["overall"] == len(df) == 160                            # every image has a caption and human labels
+    assert {r: by_region[r] for r in df.region.unique()} == df.region.value_counts().to_dict()
     assert (out / "tables" / "ds_lowlevel.csv").exists() and (out / "figures" / "ds_similarity_by_region.png").exists()
     out = run_paper("ds_region", tmp_path, sentence_model="tiny")
     reg = _check(out, "ds_region", ["O", "C", "H", "O+C", "O+H", "C+H", "O+C+H"], ["f1_weighted", "f1_macro", "f1"], "synthetic")
     assert {"overall", "action", "non-action", "Africa"} <= set(reg["variant"])
-    assert (reg.query("metric == 'f1_weighted' and variant == 'overall'")["n"].dropna() >= 1).all()
+    seeds = int(st.size("ds_seeds", 10))
+    f1 = reg.query("metric == 'f1_weighted' and variant == 'overall'").set_index("row")
+    assert (f1.loc[["O", "C", "H", "O+C", "O+H", "C+H", "O+C+H"], "n"] == seeds).all()   # mean over the profile's seeds
+    assert f1.loc["chance", "value"] == 0.25                                              # four regions
     assert any(" vs " in r for r in reg["row"])
     out = run_paper("ds_income", tmp_path, sentence_model="tiny")
     inc = _check(out, "ds_income", ["O", "O+C", "train-mean"], ["rmse", "r2"], "synthetic")
-    assert (inc.query("metric == 'rmse'")["value"] > 0).all()
+    # the training-mean baseline, recomputed here from the same table and split
+    inc_y = df["income"].to_numpy(float)
+    ref = float(np.sqrt(np.mean((inc_y[test] - inc_y[train].mean()) ** 2)))
+    base = inc.query("row == 'train-mean' and variant == 'overall' and metric == 'rmse'")["value"].iloc[0]
+    assert abs(base - ref) < 1e-6 * ref, (base, ref)
     for f in ("ds_region_f1.png", "ds_income_rmse.png"): assert (out / "figures" / f).exists()
 
 

@@ -48,7 +48,7 @@ def check_annotation_table(df: pd.DataFrame,              # a table in the relea
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise FormatError(source, "an annotation table with columns " + ", ".join(REQUIRED_COLUMNS),
-                          f"no column(s) {missing}", "Rename the columns or export the table again (FORMATS.md section 1)")
+                          f"no column(s) {missing}", "Rename the columns or export the table again (docs/FORMATS.md section 1)")
     if len(df) == 0: raise FormatError(source, "an annotation table with at least one row", "no rows", "Check the file")
     out = df.copy().reset_index(drop=True)
     out["income"] = pd.to_numeric(out["income"], errors="coerce")
