@@ -55,7 +55,10 @@ def test_readers_round_trip(world, tmp_path):
 
 def test_bad_records_counted(world, tmp_path):
     raw = read_dollar_street(world["metadata_dir"])                 # the world writes a few bad rows itself
-    assert raw.attrs["report"].skipped >= 2
+    files = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in Path(world["metadata_dir"]).glob("*.csv")])
+    income = pd.to_numeric(files["income"], errors="coerce")
+    bad = ~(income >= 0) | ~files["region"].isin(REGIONS)            # counted here without the reader
+    assert raw.attrs["report"].skipped == bad.sum() >= 2 and len(raw) == (~bad).sum()
     t = read_annotation_table(world["annotation_table"]).head(6).copy()
     t["income"] = t["income"].astype(object)
     t.loc[t.index[0], "income"] = float("nan"); t.loc[t.index[1], "income"] = -3
@@ -193,3 +196,40 @@ def test_full_chain_images_to_tables(tmp_path, shared_cache):
     for name in ("ds_similarity", "ds_region", "ds_income"):
         t = pd.read_csv(out / "tables" / f"{name}.csv")
         assert len(t) and t["mode"].str.contains("tiny").all(), name      # the tiny-annotated table, labelled as such
+
+
+_HDR = '"id","topics","media_type","images","familyid","region","country","slug","income","topic"\n'
+
+
+def _line(i, region, income, tag="visit"):
+    "One row exactly as the released per-topic files write it (every value quoted, `families` in `topic`)."
+    return (f'"{i}","{tag}","img","https://media.dollarstreet.org/x/{i[:8]}_2048.jpg","62a6057e9280e33271f96992",'
+            f'"{region}","Kenya","family-408","{income}","families"\n')
+
+
+def test_released_shape_topic_from_file_name(tmp_path):
+    "docs/FORMATS.md section 1: the study topic is the file's name; the topic column says `families` on every row."
+    d = tmp_path / "data"; d.mkdir()
+    (d / "kitchens.csv").write_text(_HDR + _line("62a63e809280e38799f991a8", "Africa", "198")
+                                    + _line("5d4bde03cf0b3a0f3f354b29", "Europe", "2496.5", "kitchen-sinks"))
+    (d / "front-doors.csv").write_text(_HDR + _line("62a63e809280e38799f991a8", "Africa", "198"))
+    raw = read_dollar_street(d)
+    assert sorted(zip(raw["topic"], raw["id"])) == [("front-doors", "62a63e809280e38799f991a8"),
+                                                    ("kitchens", "5d4bde03cf0b3a0f3f354b29"), ("kitchens", "62a63e809280e38799f991a8")]
+    assert raw["income"].tolist() == [198.0, 198.0, 2496.5] and raw.attrs["report"].skipped == 0
+    _, log = select_study_images(raw)
+    two = log[log.step == "two topics"]                 # the id in two files is kept in front-doors (sorts first)
+    assert two[["id", "topic"]].values.tolist() == [["62a63e809280e38799f991a8", "kitchens"]]
+    assert "topic" not in set(log.step)                  # no row lost: every file names a study topic
+
+
+def test_selection_counts_by_hand(tmp_path):
+    "One topic, per region 8, 9, 10, 11 images: quartiles of 2,2,2,2 / 3,2,2,2 / 3,2,3,2 / 3,3,3,2 rows; 16 cells of 2 = 32 kept."
+    rows = [dict(id=f"{r[:2]}{j:02d}", topic="kitchens", region=r, income=float(100 + j))
+            for r, n in zip(REGIONS, (8, 9, 10, 11)) for j in range(n)]
+    sel, log = select_study_images(pd.DataFrame(rows), seed=3)
+    assert len(sel) == 32 and len(log) == 38 - 32 and set(log.step) == {"balance"}
+    assert sel.groupby(["region", "income_quartile"]).size().eq(2).all()
+    # quartiles by rank within the region: the two cheapest Africa images are quartile 1, the two dearest quartile 4
+    af = sel[sel.region == "Africa"].sort_values("income")
+    assert af.id.tolist() == [f"Af{j:02d}" for j in range(8)] and af.income_quartile.tolist() == [1, 1, 2, 2, 3, 3, 4, 4]
