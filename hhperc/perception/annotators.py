@@ -127,10 +127,10 @@ class Annotator:
     def meta(self) -> dict:
         return dict(key=self.key, name=self.name, setting=self.setting, params=self.params, param_hash=self.param_hash,
                     mode=self.mode, cls=type(self).__name__)
-    def load(self, device=None): raise NotImplementedError
+    def load(self, device=None): raise NotImplementedError    # load the model on `device` (a torch.device); returns self
     def preprocessor(self): raise NotImplementedError
-    def collate(self, samples: list): raise NotImplementedError
-    def run(self, batch, device, precision: str = "fp32") -> list[dict]: raise NotImplementedError
+    def collate(self, samples: list): raise NotImplementedError   # preprocessor outputs -> one batch
+    def run(self, batch, device, precision: str = "fp32") -> list[dict]: raise NotImplementedError   # batch -> one record per image
     def __repr__(self): return f"{type(self).__name__}({self.setting!r}, {self.params})"
 
 # %% ../../nbs/perception/02_annotators.ipynb #e0f38712
@@ -369,23 +369,29 @@ class AnnotationStore:
     def _parts(folder: Path) -> list[Path]:
         return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
 
-    def register(self, annotator: Annotator):
+    def register(self, annotator: Annotator, # the annotator whose records will be written
+                ):
         "Write `records/<key>/meta.json` (once)."
         p = self.root / "records" / annotator.key / "meta.json"
         if not p.exists(): write_json(p, annotator.meta())
 
-    def write_records(self, key: str, rows: list[dict], schema: pa.Schema | None = None) -> Path | None:
+    def write_records(self, key: str,                  # the annotator key
+                      rows: list[dict],                # one record per image
+                      schema: pa.Schema | None = None, # the annotator's schema (column order and types)
+                     ) -> Path | None:
         if not rows: return None
         df = pd.DataFrame(rows)
         if schema is not None: df = df[[f.name for f in schema]]
         return write_parquet(df, self.root / "records" / key / _part_name(), schema=schema)
 
-    def write_errors(self, rows: list[dict]) -> Path | None:
+    def write_errors(self, rows: list[dict], # error rows (see `_error_row`)
+                    ) -> Path | None:
         if not rows: return None
         df = pd.DataFrame(rows)[[f.name for f in _ERR_SCHEMA]]
         return write_parquet(df, self.root / "errors" / _part_name(), schema=_ERR_SCHEMA)
 
-    def done_ids(self, key: str) -> set:
+    def done_ids(self, key: str, # the annotator key
+                ) -> set:
         "Image ids with a record for `key` (reads only the id column)."
         done = set()
         for p in self._parts(self.root / "records" / key):
@@ -397,7 +403,8 @@ class AnnotationStore:
         if not tabs: return None
         return pa.concat_tables(tabs, promote_options="default").to_pandas()
 
-    def records(self, key: str) -> pd.DataFrame:
+    def records(self, key: str, # the annotator key
+               ) -> pd.DataFrame:
         "All records of `key`, one row per image id (the last written wins), sorted by id."
         df = self._read(self._parts(self.root / "records" / key))
         if df is None: return pd.DataFrame(columns=["image_id"])
