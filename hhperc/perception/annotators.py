@@ -410,12 +410,6 @@ class AnnotationStore:
         if df is None: return pd.DataFrame(columns=["image_id"])
         return df.drop_duplicates("image_id", keep="last").sort_values("image_id").reset_index(drop=True)
 
-    def errors(self) -> pd.DataFrame:
-        "The errors table, one row per (image id, stage, key)."
-        df = self._read(self._parts(self.root / "errors"))
-        if df is None: return pd.DataFrame(columns=[f.name for f in _ERR_SCHEMA])
-        return df.drop_duplicates(["image_id", "stage", "key"], keep="last").sort_values(["stage", "image_id"]).reset_index(drop=True)
-
 # %% ../../nbs/perception/02_annotators.ipynb #8b363b74
 @patch
 def keys(self: AnnotationStore) -> pd.DataFrame:
@@ -426,6 +420,14 @@ def keys(self: AnnotationStore) -> pd.DataFrame:
         meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {"key": d.name, "name": d.name.rsplit("-", 1)[0]}
         meta["images"] = len(self.done_ids(d.name)); rows.append(meta)
     return pd.DataFrame(rows, columns=["key", "name", "setting", "params", "param_hash", "mode", "cls", "images"])
+
+# %% ../../nbs/perception/02_annotators.ipynb #84e29adc
+@patch
+def errors(self: AnnotationStore) -> pd.DataFrame:
+    "The errors table, one row per (image id, stage, key)."
+    df = self._read(self._parts(self.root / "errors"))
+    if df is None: return pd.DataFrame(columns=[f.name for f in _ERR_SCHEMA])
+    return df.drop_duplicates(["image_id", "stage", "key"], keep="last").sort_values(["stage", "image_id"]).reset_index(drop=True)
 
 # %% ../../nbs/perception/02_annotators.ipynb #db9ff965
 @patch
