@@ -146,3 +146,14 @@ def test_function_level_and_relative_imports_are_edges(tmp_path):
     assert g["hhperc.cli"] == set()
     assert find_cycle(g) == ["hhperc.luab.metrics", "hhperc.luab.train", "hhperc.luab.metrics"]
     assert layering_violations(g) == [("hhperc.hhi.text", "hhperc.luab.metrics")]
+
+
+def test_the_command_line_starts_light():
+    "`hhperc --help` imports the registry, the command framework and config only: no study, no torch, no pandas."
+    import subprocess, sys
+    code = ("import sys, contextlib, io\nfrom hhperc.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('hhperc', 'torch', 'pandas', 'numpy'))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["hhperc", "hhperc.cli", "hhperc.command", "hhperc.config"]
