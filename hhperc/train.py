@@ -6,7 +6,7 @@ Docs: https://github.com/hhperc/hhperc/train.html.md"""
 
 # %% ../nbs/05_train.ipynb #904eb91c
 from __future__ import annotations
-import contextlib, logging, os, random, socket, tempfile, time
+import contextlib, json, logging, os, random, socket, tempfile, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -36,7 +36,7 @@ class Dist:
 # %% auto #0
 __all__ = ['log', 'Dist', 'start_distributed', 'stop_distributed', 'seed_rank', 'worker_init_fn', 'rank0_first', 'Precision',
            'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'reduce_means', 'resume', 'run_epoch',
-           'fit', 'spawn_local']
+           'fit', 'spawn_local', 'last_complete_checkpoint']
 
 # %% ../nbs/05_train.ipynb #764c73cb
 def start_distributed(device: str | torch.device = "auto",   # a device setting or a torch.device
@@ -287,3 +287,15 @@ def _probe(seed: int = 0) -> dict:
     s = seed_rank(seed, d.rank)
     return {"rank": d.rank, "world": d.world, "seed": s, "draw": float(torch.rand(1)),
             "mean": reduce_means({"x": float(d.rank + 1) * (d.rank + 1)}, d.rank + 1, d)["x"]}
+
+# %% ../nbs/05_train.ipynb #8fa6c814
+def last_complete_checkpoint(folder, # a transformers Trainer output folder with `checkpoint-<step>` sub-folders
+                            ) -> str | None:
+    """The newest whole `checkpoint-<step>` of a transformers Trainer in `folder`, or None. The trainer writes
+    trainer_state.json last (after weights, optimizer and RNG states), so a checkpoint whose trainer_state.json
+    parses is whole; a kill mid-write leaves it missing or truncated."""
+    def complete(c):
+        try: return (c / "optimizer.pt").exists() and "global_step" in json.loads((c / "trainer_state.json").read_text())
+        except (OSError, ValueError): return False
+    done = [c for c in Path(folder).glob("checkpoint-*") if c.name.split("-")[-1].isdigit() and complete(c)]
+    return str(max(done, key=lambda c: int(c.name.split("-")[-1]))) if done else None

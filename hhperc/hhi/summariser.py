@@ -11,10 +11,12 @@ from collections import Counter
 from pathlib import Path
 
 from fastcore.basics import patch
+from ..train import last_complete_checkpoint
+
 
 # %% auto #0
-__all__ = ['PREFIX', 'word_tokenizer', 'small_t5', 'pair_collator', 'small_model_threads', 'last_complete_checkpoint',
-           'summarizer_args', 'time_budget', 'train_summarizer', 'Summarizer']
+__all__ = ['PREFIX', 'word_tokenizer', 'small_t5', 'pair_collator', 'small_model_threads', 'summarizer_args', 'time_budget',
+           'train_summarizer', 'Summarizer']
 
 # %% ../../nbs/hhi/02c_summariser.ipynb #a4cc77a6
 def word_tokenizer(texts,              # training text the vocabulary is built from
@@ -97,16 +99,6 @@ def small_model_threads(model,                      # a torch module
     try: yield
     finally:
         if small: torch.set_num_threads(n)
-
-# %% ../../nbs/hhi/02c_summariser.ipynb #95672bc0
-def last_complete_checkpoint(folder, # a Trainer's output_dir
-                            ) -> str | None:
-    "The newest whole `checkpoint-<step>` of a transformers Trainer in `folder`, or None."
-    def complete(c):
-        try: return (c / "optimizer.pt").exists() and "global_step" in json.loads((c / "trainer_state.json").read_text())
-        except (OSError, ValueError): return False
-    done = [c for c in Path(folder).glob("checkpoint-*") if c.name.split("-")[-1].isdigit() and complete(c)]
-    return str(max(done, key=lambda c: int(c.name.split("-")[-1]))) if done else None
 
 # %% ../../nbs/hhi/02c_summariser.ipynb #44fcfdd2
 def summarizer_args(output_dir,               # where the trainer keeps its checkpoints

@@ -170,13 +170,14 @@ def gap_figure(df, # long table with row, variant, metric, value, std
     return fig
 
 # %% ../../nbs/luab/06_experiments.ipynb #abf2b31a
-LUAB_CODE = ("data.py", "model.py", "train.py", "metrics.py", "experiments.py")
+LUAB_CODE = ("luab/data.py", "luab/model.py", "luab/train.py", "luab/metrics.py", "luab/experiments.py",
+             "train.py")  # the shared training runtime trains every LUAB run too
 
 def luab_code_hash() -> str:
-    "Hash of the LUAB modules' code: cached runs are reused only while it is unchanged."
+    "Hash of the code behind a LUAB run (the LUAB modules and the shared training runtime): cached runs are reused only while it is unchanged."
     h = hashlib.sha256()
     for n in LUAB_CODE:
-        p = PACKAGE_DIR / "luab" / n
+        p = PACKAGE_DIR / n
         if p.exists(): h.update(p.read_bytes())
     return h.hexdigest()[:16]
 

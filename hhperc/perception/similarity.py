@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from ..config import Cache, stable_hash, atomic_write
 from ..formats import FormatError
+from ..train import last_complete_checkpoint
 
 SOURCES = {"O": "ml_labels", "C": "ml_captions", "H": "human_labels"}
 SOURCE_NAMES = {"O": "ML objects", "C": "ML captions", "H": "human labels"}
@@ -21,12 +22,13 @@ PAIR_NAMES = tuple(f"{a}~{b}" for a, b in PAIRS)
 REQUIRED_COLUMNS = ("id", "category", "country", "income", "region", "human_labels", "ml_captions", "ml_labels")
 ACTION_TOPICS = frozenset({"hand-washing", "drinking-water", "washing-clothes", "drying-clothes"})
 
+
 # %% auto #0
 __all__ = ['SOURCES', 'SOURCE_NAMES', 'PAIRS', 'PAIR_NAMES', 'REQUIRED_COLUMNS', 'ACTION_TOPICS', 'PAPER_MAP', 'normalize_topic',
            'is_action', 'check_annotation_table', 'clean_text', 'annotation_texts', 'toy_annotation_table',
-           'split_indices', 'finetune_pairs', 'last_complete_checkpoint', 'finetune_encoder', 'texts_hash',
-           'finetune_recipe', 'study_embeddings', 'pair_similarity', 'similarity_records', 'plot_similarity',
-           'word_tagger', 'low_level_records', 'table_mode', 'ds_paper_figures']
+           'split_indices', 'finetune_pairs', 'finetune_encoder', 'texts_hash', 'finetune_recipe', 'study_embeddings',
+           'pair_similarity', 'similarity_records', 'plot_similarity', 'word_tagger', 'low_level_records', 'table_mode',
+           'ds_paper_figures']
 
 # %% ../../nbs/perception/04_similarity.ipynb #91cd9a8c
 def normalize_topic(s, # a topic as written in a table
@@ -120,18 +122,6 @@ def finetune_pairs(texts: pd.DataFrame, # cleaned strings (from `annotation_text
         for a, b in PAIRS:
             if r[a] and r[b]: anchors.append(r[a]); positives.append(r[b])
     return anchors, positives
-
-# %% ../../nbs/perception/04_similarity.ipynb #2d5cc03f
-def last_complete_checkpoint(folder, # a transformers Trainer output folder with `checkpoint-<step>` sub-folders
-                            ) -> str | None:
-    """The newest whole `checkpoint-<step>` of a transformers Trainer in `folder`, or None. The trainer writes
-    trainer_state.json last (after weights, optimizer and RNG states), so a checkpoint whose trainer_state.json
-    parses is whole; a kill mid-write leaves it missing or truncated."""
-    def complete(c):
-        try: return (c / "optimizer.pt").exists() and "global_step" in json.loads((c / "trainer_state.json").read_text())
-        except (OSError, ValueError): return False
-    done = [c for c in Path(folder).glob("checkpoint-*") if c.name.split("-")[-1].isdigit() and complete(c)]
-    return str(max(done, key=lambda c: int(c.name.split("-")[-1]))) if done else None
 
 # %% ../../nbs/perception/04_similarity.ipynb #c03ebb8d
 def finetune_encoder(model,                 # a SentenceTransformer, fine-tuned in place
