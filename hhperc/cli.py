@@ -158,13 +158,13 @@ def reproduce_cmd(*notebooks: str,  # names of nbs/paper notebooks (default: all
                   settings: Settings | None = None,  # from --settings / --set / --profile
                   ) -> int:
     "Run paper notebooks with papermill into an output folder and build its report (exit 1 if one failed)."
-    from hhperc.reproduce import run_notebooks, parse_params
+    from hhperc.reproduce import exit_code, parse_params, run_notebooks
     st = settings or load_settings()
     given = st.given or {}
     res = run_notebooks(list(notebooks) or None, profile=st.profile, out=out, settings_path=given.get("path"),
                         overrides=portable_overrides(given.get("overrides") or []), params=portable_params(parse_params(param)),
                         keep_going=keep_going, progress=progress, force=force)
-    return 0 if all(r.status == "ok" for r in res) else 1
+    return exit_code(res)                                  # skipped notebooks are not failures
 
 # %% ../nbs/91_cli.ipynb #bc244054
 def list_cmd() -> int:

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, TensorDataset
 
-from ..config import Cache, fingerprint, seed_everything, stable_hash, write_json, write_torch
+from ..config import Cache, Settings, fingerprint, seed_everything, stable_hash, write_json, write_torch
 from ..formats import ReadReport
 from ..models import load_clip, load_decoder, tiny_clip, tiny_gpt2, resolve_spec
 from ..train import Precision, fit, rank0_first, start_distributed
@@ -44,7 +44,7 @@ class CaptionerConfig:
 __all__ = ['log', 'CaptionerConfig', 'ClipPrefixCaptioner', 'paper_sizes', 'eos_id', 'pad_id', 'encode_targets', 'clean_text',
            'clip_features', 'embed_images', 'init_distributed', 'captioner_step', 'train_captioner', 'generate',
            'top_k_distinct', 'CaptionerBundle', 'load_models', 'fit_clipcap', 'predict_clipcap', 'save_bundle',
-           'load_bundle']
+           'load_bundle', 'image_for_id', 'config_from_settings']
 
 # %% ../../nbs/hhi/03_captioner.ipynb #db655060
 class ClipPrefixCaptioner(nn.Module):
@@ -362,3 +362,24 @@ def load_bundle(folder) -> CaptionerBundle:    # a folder written by `save_bundl
     b.clip, b.processor = load_models(meta["clip_setting"], "tiny", meta.get("tiny_hidden"))[:2]
     b.tiny_hidden = meta.get("tiny_hidden")
     return b
+
+# %% ../../nbs/hhi/03_captioner.ipynb #b9d131f1
+def image_for_id(root,  # image root: Who's Waldo (data/<id>/image.jpg) or a flat folder (<id>.jpg)
+                 i,  # sample id
+                 ) -> Path:
+    "Who's Waldo layout `<root>/data/<id>/image.jpg` or `<root>/<id>/image.jpg`, else `<root>/<id>.(jpg|png)`."
+    root = Path(root); i = str(i)
+    for p in (root / "data" / i / "image.jpg", root / i / "image.jpg", root / f"{i}.jpg", root / f"{i}.png", root / f"{i}.jpeg"):
+        if p.exists(): return p
+    return root / "data" / i / "image.jpg"
+
+# %% ../../nbs/hhi/03_captioner.ipynb #71bf2bfa
+def config_from_settings(settings: Settings,  # the profile's hhi_captioner_* and hhi_beams sizes
+                         ) -> CaptionerConfig:
+    "The profile's captioner sizes (hhi_captioner_* keys, paper defaults where unset)."
+    d = CaptionerConfig()
+    beams = int(settings.size("hhi_beams", d.num_beams))
+    return CaptionerConfig(lr=float(settings.size("hhi_captioner_lr", d.lr)), batch_size=int(settings.size("hhi_captioner_batch", d.batch_size)),
+                           epochs=int(settings.size("hhi_captioner_epochs", d.epochs)), num_beams=beams,
+                           num_return=min(d.num_return, beams), seed=settings.seed,
+                           standardize=bool(int(settings.size("hhi_clip_standardize", 0))))

@@ -16,13 +16,14 @@ from ..config import Cache, Settings, load_settings, pick_device, write_csv
 from ..formats import FormatError
 from .formats import read_whos_waldo
 from .text import extract_interactions, filter_pairs, heldout_captions, load_pairs, run_pseudolabels
-from .captioner import CaptionerConfig, fit_clipcap, init_distributed, predict_clipcap, save_bundle
+from .captioner import (CaptionerConfig, config_from_settings, fit_clipcap, image_for_id, init_distributed,
+                                  predict_clipcap, save_bundle)
 
 log = logging.getLogger("hhperc.hhi.commands")
 
 # %% auto #0
-__all__ = ['log', 'HHI', 'read_captions', 'hhi_extract', 'hhi_pairs', 'hhi_pseudolabel', 'hhi_main', 'image_for_id',
-           'config_from_settings', 'captioner', 'hhi_captioner_main']
+__all__ = ['log', 'HHI', 'read_captions', 'hhi_extract', 'hhi_pairs', 'hhi_pseudolabel', 'hhi_main', 'captioner',
+           'hhi_captioner_main']
 
 # %% ../../nbs/hhi/05_commands.ipynb #26d7360d
 def read_captions(path,  # a text file (one caption per line) or a CSV with a caption column
@@ -90,27 +91,6 @@ HHI = {"extract": hhi_extract, "pairs": hhi_pairs, "pseudolabel": hhi_pseudolabe
 def hhi_main(argv: list[str] | None = None) -> int:
     "`hhperc hhi extract|pairs|pseudolabel` on a command line."
     return run_command(HHI, argv, "hhperc hhi")
-
-# %% ../../nbs/hhi/05_commands.ipynb #b9d131f1
-def image_for_id(root,  # image root: Who's Waldo (data/<id>/image.jpg) or a flat folder (<id>.jpg)
-                 i,  # sample id
-                 ) -> Path:
-    "Who's Waldo layout `<root>/data/<id>/image.jpg` or `<root>/<id>/image.jpg`, else `<root>/<id>.(jpg|png)`."
-    root = Path(root); i = str(i)
-    for p in (root / "data" / i / "image.jpg", root / i / "image.jpg", root / f"{i}.jpg", root / f"{i}.png", root / f"{i}.jpeg"):
-        if p.exists(): return p
-    return root / "data" / i / "image.jpg"
-
-# %% ../../nbs/hhi/05_commands.ipynb #71bf2bfa
-def config_from_settings(settings: Settings,  # the profile's hhi_captioner_* and hhi_beams sizes
-                         ) -> CaptionerConfig:
-    "The profile's captioner sizes (hhi_captioner_* keys, paper defaults where unset)."
-    d = CaptionerConfig()
-    beams = int(settings.size("hhi_beams", d.num_beams))
-    return CaptionerConfig(lr=float(settings.size("hhi_captioner_lr", d.lr)), batch_size=int(settings.size("hhi_captioner_batch", d.batch_size)),
-                           epochs=int(settings.size("hhi_captioner_epochs", d.epochs)), num_beams=beams,
-                           num_return=min(d.num_return, beams), seed=settings.seed,
-                           standardize=bool(int(settings.size("hhi_clip_standardize", 0))))
 
 # %% ../../nbs/hhi/05_commands.ipynb #f1e9178f
 def captioner(labels: Annotated[str, REQUIRED] = None,  # pHHI CSV: id, pseudolabel, weight

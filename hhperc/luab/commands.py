@@ -18,8 +18,10 @@ from .metrics import top1
 from .model import VARIANTS
 from .synth import make_objects
 from .train import TrainConfig, _device_for, load_checkpoint, load_classifier, train_luab
+from ..train import rank0_first, start_distributed, stop_distributed
 
 log = logging.getLogger("hhperc.luab.commands")
+
 
 # %% auto #0
 __all__ = ['log', 'training_data', 'luab_train', 'luab_eval', 'luab_main']
@@ -66,15 +68,16 @@ def luab_train(out: Annotated[str, REQUIRED] = None,  # output folder (checkpoin
     st = settings or load_settings()
     out = Path(out)
     size = image_size or int(st.size("luab_image_size", 224))
-    root, xml = training_data(data, byproducts, synthetic, out, seed or 0, st)
-    index = load_byproduct_index(xml, st.cache_dir, workers=st.getint("run", "workers", 0)) if xml is not None else None
+    with rank0_first(start_distributed(st.get("run", "device", "auto"))):   # under torchrun: rank 0 writes the world / index, the others read it
+        root, xml = training_data(data, byproducts, synthetic, out, seed or 0, st)
+        index = load_byproduct_index(xml, st.cache_dir, workers=st.getint("run", "workers", 0)) if xml is not None else None
     ds = ByproductImageFolder(root / "train" if (root / "train").is_dir() else root, index, train_transform(size))
     cfg = TrainConfig(arch=arch, variant=variant, num_classes=len(ds.classes), image_size=size,
                       epochs=epochs or int(st.size("luab_epochs", 1)), batch_size=batch or int(st.size("luab_batch", 64)),
                       optimizer=optimizer, lr=lr, warmup_epochs=warmup_epochs, lam=lam, seed=st.seed if seed is None else seed,
                       workers=workers, device=st.get("run", "device", "auto"), weights=weights)
     r = train_luab(ds, cfg, out_dir=out, progress=progress)
-    if r["rank"] != 0: return 0
+    if r["rank"] != 0: stop_distributed(); return 0
     metrics = {"train_images": len(ds), "click_coverage": ds.coverage, "classes": ds.classes, "config": asdict(cfg),
                "skipped_images": r["skipped"]["skipped"], "skipped_examples": r["skipped"]["examples"]}
     rep = index.attrs.get("report") if index is not None else None
@@ -86,6 +89,7 @@ def luab_train(out: Annotated[str, REQUIRED] = None,  # output folder (checkpoin
         metrics["val_top1"] = top1(r["model"].classifier(), val, device=_device_for(cfg))
     write_json(out / "history.json", r["history"]); write_json(out / "metrics.json", metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("classes", "config", "skipped_examples", "byproduct_skip_reasons")}))
+    stop_distributed()
     return 0
 
 # %% ../../nbs/luab/07_commands.ipynb #6b21a37c
