@@ -228,7 +228,8 @@ def test_summariser_resumes_after_kill(tmp_path):
     assert marker.exists() and marker.read_text() == "saved", "the run never reached its epoch-2 checkpoint"
     os.kill(p.pid, signal.SIGKILL); p.wait()
     assert p.returncode == -signal.SIGKILL                                   # the kill landed; the run did not finish
-    assert hhi.last_complete_checkpoint(ck) == str(ck / "checkpoint-8")
+    from hhperc.train import last_complete_checkpoint
+    assert last_complete_checkpoint(ck) == str(ck / "checkpoint-8")
     caps, tgts = PAIRS
     resumed, tok = _tiny(caps, tgts)
     h = hhi.train_summarizer(resumed, tok, caps * 4, tgts * 4, epochs=4, batch_size=4, lr=3e-3, output_dir=ck)
