@@ -7,7 +7,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'hhperc.cli.main': ('cli.html#main', 'hhperc/cli.py'),
                             'hhperc.cli.model_name': ('cli.html#model_name', 'hhperc/cli.py'),
                             'hhperc.cli.paper_models': ('cli.html#paper_models', 'hhperc/cli.py'),
-                            'hhperc.cli.portable_params': ('cli.html#portable_params', 'hhperc/cli.py'),
                             'hhperc.cli.report_cmd': ('cli.html#report_cmd', 'hhperc/cli.py'),
                             'hhperc.cli.reproduce_cmd': ('cli.html#reproduce_cmd', 'hhperc/cli.py'),
                             'hhperc.cli.usage': ('cli.html#usage', 'hhperc/cli.py'),

@@ -12,7 +12,7 @@ from .config import Settings, SettingsError, bundled_settings_path, load_setting
 
 # %% auto #0
 __all__ = ['COMMANDS', 'DISK_FULL', 'ARCHITECTURES', 'BUNDLED', 'usage', 'user_error', 'guarded', 'main', 'paper_models',
-           'model_name', 'info_cmd', 'portable_params', 'reproduce_cmd', 'list_cmd', 'report_cmd']
+           'model_name', 'info_cmd', 'reproduce_cmd', 'list_cmd', 'report_cmd']
 
 # %% ../nbs/91_cli.ipynb #defa98e7
 COMMANDS = {
@@ -137,15 +137,6 @@ def info_cmd(settings: Settings | None = None,  # from --settings / --set / --pr
               "  [models] <role> = /local/path (or --set models.<role>=PATH), or use 'tiny' for an offline test model.")
     return 0
 
-# %% ../nbs/91_cli.ipynb #170f1879
-def portable_params(params: dict,  # {name: value} from --param
-                    cwd: Path | None = None,  # the folder relative paths mean (default: the current folder)
-                    ) -> dict:
-    "`--param` values that name an existing relative file or folder, made absolute against `cwd`."
-    cwd = Path(cwd or Path.cwd())
-    return {k: str((cwd / v).absolute()) if isinstance(v, str) and v and not Path(v).is_absolute() and (cwd / v).exists() else v
-            for k, v in params.items()}
-
 # %% ../nbs/91_cli.ipynb #d0b74b31
 def reproduce_cmd(*notebooks: str,  # names of nbs/paper notebooks (default: all)
                   param: Annotated[str, REPEAT | {"metavar": "KEY=VALUE"}] = None,  # notebook parameter, given to every chosen notebook that declares it
@@ -160,7 +151,7 @@ def reproduce_cmd(*notebooks: str,  # names of nbs/paper notebooks (default: all
     st = settings or load_settings()
     given = st.given or {}
     res = run_notebooks(list(notebooks) or None, profile=st.profile, out=out, settings_path=given.get("path"),
-                        overrides=portable_overrides(given.get("overrides") or []), params=portable_params(parse_params(param)),
+                        overrides=portable_overrides(given.get("overrides") or []), params=parse_params(param),
                         keep_going=keep_going, progress=progress, force=force)
     return exit_code(res)                                  # skipped notebooks are not failures
 
