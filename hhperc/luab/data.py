@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import default_collate
 from torchvision import tv_tensors
@@ -30,9 +31,9 @@ def mean_point(points, # (n, 2) click points in [0, 1] of the image (x right, y 
 # %% auto #0
 __all__ = ['NO_POINT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'EXTRA_COLUMNS', 'mean_point', 'point_target', 'ClickPoints',
            'points_to_keypoints', 'keypoints_to_target', 'train_transform', 'eval_transform', 'transform_with_points',
-           'coco_class_names', 'coco_class_points', 'coco_targets', 'apply_label_drop', 'coco_point_target',
-           'index_points', 'BadImage', 'load_rgb', 'collate_skipping', 'skip_bad', 'ByproductImageFolder',
-           'CocoByproductDataset', 'add_byproduct_extras', 'coco_items']
+           'PointRandAugment', 'mix_batch', 'coco_class_names', 'coco_class_points', 'coco_targets', 'apply_label_drop',
+           'coco_point_target', 'index_points', 'BadImage', 'load_rgb', 'collate_skipping', 'skip_bad',
+           'ByproductImageFolder', 'CocoByproductDataset', 'add_byproduct_extras', 'coco_items']
 
 # %% ../../nbs/luab/02_data.ipynb #a3ca6d1d
 NO_POINT = (-1.0, -1.0)
@@ -129,12 +130,15 @@ def train_transform(size: int = 224, # output side in pixels
                     flip: float = 0.5, # horizontal flip probability
                     color_jitter: float = 0.0, # brightness, contrast and saturation jitter (COCO: 0.4)
                     normalize: bool = True, # ImageNet mean / std normalisation
+                    randaugment: int = 0, # RandAugment magnitude, 2 ops (0: off; DeiT: 9), the click carried
+                    random_erase: float = 0.0, # random erasing probability (DeiT: 0.25)
                    ) -> v2.Compose:
-    "The reference training augmentation (ImageNet; `color_jitter=0.4` gives the COCO one)."
+    "The reference training augmentation (ImageNet; `color_jitter=0.4` gives the COCO one; DeiT's extras on request)."
     t = [v2.RandomResizedCrop(size, scale=tuple(scale), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
     if flip: t.append(v2.RandomHorizontalFlip(flip))
     if color_jitter: t.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter))
-    return v2.Compose(t + _finish(normalize))
+    if randaugment: t.append(PointRandAugment(num_ops=2, magnitude=randaugment))
+    return v2.Compose(t + _finish(normalize) + ([v2.RandomErasing(random_erase, value=0)] if random_erase else []))
 
 # %% ../../nbs/luab/02_data.ipynb #aa737762
 def eval_transform(size: int = 224, # output side in pixels
@@ -148,6 +152,7 @@ def eval_transform(size: int = 224, # output side in pixels
 # %% ../../nbs/luab/02_data.ipynb #ffbc4983
 # v2 transforms that never move points: the click skips them (saves the per-input dispatch cost of each)
 _PHOTOMETRIC = (v2.ToImage, v2.ToDtype, v2.Normalize, v2.ColorJitter, v2.ToPureTensor, v2.RandomGrayscale, v2.Grayscale,
+                v2.RandomErasing,   # erases a box of pixels; the click stays where it was (even under the box)
                 v2.GaussianBlur, v2.RandomAutocontrast, v2.RandomEqualize, v2.RandomInvert, v2.RandomPosterize,
                 v2.RandomSolarize, v2.RandomAdjustSharpness, v2.RandomPhotometricDistort, v2.GaussianNoise)
 _STEPS_CACHE: dict = {}
@@ -186,6 +191,60 @@ def transform_with_points(transform: Callable, # a torchvision v2 pipeline
         raise TypeError(f"the transform dropped the click points (returned {type(kp).__name__}); use a torchvision v2 pipeline")
     xy, w = keypoints_to_target(kp, valid)
     return img, xy, w
+
+# %% ../../nbs/luab/02_data.ipynb #9e117f29
+_MOVES = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+
+class PointRandAugment(v2.RandAugment):
+    "v2.RandAugment that also moves ClickPoints through its shear, translate and rotate ops."
+    def forward(self, *inputs):
+        if len(inputs) != 2 or not isinstance(inputs[1], ClickPoints): return super().forward(*inputs)
+        img, kp = inputs
+        H, W = TF.get_size(img)
+        for _ in range(self.num_ops):   # the same draws, in the same order, as v2.RandAugment.forward
+            op, (mags, signed) = self._get_random_item(self._AUGMENTATION_SPACE)
+            m = mags(self.num_magnitude_bins, H, W)
+            mag = float(m[self.magnitude]) if m is not None else 0.0
+            if m is not None and signed and torch.rand(()) <= 0.5: mag = -mag
+            img = self._apply_image_or_video_transform(img, op, mag, interpolation=self.interpolation, fill=self._fill)
+            if op in _MOVES:
+                out = self._apply_image_or_video_transform(kp, op, mag, interpolation=self.interpolation, fill=self._fill)
+                kp = ClickPoints(out.as_subclass(torch.Tensor), canvas_size=out.canvas_size)
+        return img, kp
+
+# %% ../../nbs/luab/02_data.ipynb #bdd5c168
+def _beta(alpha: float, g) -> float:
+    return float(np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=g))).beta(alpha, alpha))
+
+def mix_batch(images, # (B, 3, H, W)
+              labels, # (B,) class indices or (B, C) multi-hot
+              targets, # (B, P, 2) or (B, 2) clicks in [0, 1]
+              weights, # (B, P) or (B,) click weights
+              num_classes: int, # classes of the soft labels
+              mixup: float = 0.0, # Mixup Beta alpha (0: off); DeiT 0.8
+              cutmix: float = 0.0, # CutMix Beta alpha (0: off); DeiT 1.0
+              generator: torch.Generator | None = None, # CPU generator of the draws
+              switch_prob: float = 0.5, # chance of CutMix when both are on
+             ) -> tuple:
+    "DeiT's batch mixing with the click rule above -> (images, soft labels (B, C), targets, weights, lam)."
+    if not (mixup or cutmix): return images, labels, targets, weights, 1.0
+    use_cut = cutmix > 0 and (mixup <= 0 or float(torch.rand(1, generator=generator)) < switch_prob)
+    lam = _beta(cutmix if use_cut else mixup, generator)
+    y = labels.float() if labels.ndim == 2 else F.one_hot(labels, num_classes).float()
+    images, weights = images.clone(), weights.clone()
+    if use_cut:
+        H, W = images.shape[-2:]; r = math.sqrt(1 - lam)
+        cy, cx = (int(torch.randint(0, n, (1,), generator=generator)) for n in (H, W))
+        y0, y1 = max(cy - int(H * r) // 2, 0), min(cy + int(H * r) // 2, H)
+        x0, x1 = max(cx - int(W * r) // 2, 0), min(cx + int(W * r) // 2, W)
+        images[..., y0:y1, x0:x1] = images.flip(0)[..., y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (H * W)
+        px, py = targets[..., 0] * W, targets[..., 1] * H
+        weights[(px >= x0) & (px < x1) & (py >= y0) & (py < y1)] = 0
+    else:
+        images = lam * images + (1 - lam) * images.flip(0)
+        weights = weights * lam
+    return images, lam * y + (1 - lam) * y.flip(0), targets, weights, lam
 
 # %% ../../nbs/luab/02_data.ipynb #d14286ca
 def _norm_name(s) -> str: return str(s).strip().lower().replace("_", " ")
@@ -435,6 +494,7 @@ def coco_items(coco_root, # COCO 2014 root: annotations/instances_<split>.json a
     for im in data["images"]:
         pp = pts.get(im["id"])
         has = np.isfinite(pp).all(-1) if pp is not None else np.zeros(len(classes), dtype=bool)
+        has = has & (labels[im["id"]] > 0)    # as the reference loader: a click counts only for a ground-truth class
         items.append(dict(path=root / split / im["file_name"], label=labels[im["id"]], image_id=im["id"],
                           points=np.nan_to_num(pp, nan=-1.0).astype(np.float32) if pp is not None else np.full((len(classes), 2), -1.0, np.float32),
                           has_point=has))

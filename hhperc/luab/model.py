@@ -14,17 +14,20 @@ from ..models import MissingModelError, ensure_available, resolve_spec
 # name -> (layers, heads, hidden, mlp): the ViT sizes of the paper (DeiT / ViT configurations)
 VIT_SIZES = {"vit_tiny": (12, 3, 192, 768), "vit_small": (12, 6, 384, 1536), "vit_base": (12, 12, 768, 3072)}
 PAPER_NAMES = {"resnet18": "ResNet18", "resnet50": "ResNet50", "resnet101": "ResNet101", "resnet152": "ResNet152",
-               "vit_tiny": "ViT-Ti", "vit_small": "ViT-S", "vit_base": "ViT-B", "vit_b_16": "ViT-B"}
-ARCHS = tuple(PAPER_NAMES)
+               "vit_tiny": "ViT-Ti", "vit_small": "ViT-S", "vit_base": "ViT-B", "vit_b_16": "ViT-B",
+               # the paper's ViT rows are DeiT models: timm's DeiT builds are the same rows
+               "timm:deit_tiny_patch16_224": "ViT-Ti", "timm:deit_small_patch16_224": "ViT-S", "timm:deit_base_patch16_224": "ViT-B"}
+ARCHS = tuple(k for k in PAPER_NAMES if ":" not in k)
 
 def paper_name(arch: str, # our architecture name (resnet18, vit_tiny, ...)
               ) -> str:
     "The row name paper_figures.csv uses for an architecture (ResNet18, ViT-Ti, ...); unknown names pass through."
+    if arch.startswith("torchvision:"): arch = arch.split(":", 1)[1]
     return PAPER_NAMES.get(arch, arch)
 
 # %% auto #0
 __all__ = ['VIT_SIZES', 'PAPER_NAMES', 'ARCHS', 'VARIANTS', 'paper_name', 'default_patch', 'final_layer', 'feature_dim',
-           'build_classifier', 'LuabModel', 'build_model', 'masked_smooth_l1', 'rand_targets', 'LuabLoss']
+           'build_timm', 'build_classifier', 'LuabModel', 'build_model', 'masked_smooth_l1', 'rand_targets', 'LuabLoss']
 
 # %% ../../nbs/luab/03_model.ipynb #a37a1096
 def default_patch(image_size: int, # side of the square input image in pixels
@@ -36,6 +39,8 @@ def default_patch(image_size: int, # side of the square input image in pixels
 def final_layer(net: nn.Module, # a torchvision classifier
                ) -> nn.Module:
     "The layer that maps pooled features to logits (fc / heads / classifier)."
+    get = getattr(net, "get_classifier", None)          # timm: the Linear that maps pooled features to logits
+    if callable(get) and isinstance(get(), nn.Linear): return get()
     for name in ("fc", "heads", "classifier", "head"):
         m = getattr(net, name, None)
         if isinstance(m, nn.Module): return m
@@ -49,6 +54,27 @@ def feature_dim(net: nn.Module, # a torchvision classifier
     lin = m if isinstance(m, nn.Linear) else next((x for x in m.modules() if isinstance(x, nn.Linear)), None)
     if lin is None: raise ValueError(f"{type(net).__name__}: the final layer has no Linear")
     return lin.in_features
+
+# %% ../../nbs/luab/03_model.ipynb #e75b1e10
+def build_timm(name: str, # a timm model name (timm.list_models())
+               num_classes: int = 1000, # number of output classes
+               image_size: int = 224, # input side in pixels (ViTs: sets the patch grid)
+               weights: str | None = None, # any value: timm's pretrained weights (needs their download); None: random init
+               patch_size: int | None = None, # ViT patch size; None: the model's own (16 at 224 px, else `default_patch`)
+               depth: int | None = None, # ViT blocks; None: the model's own
+              ) -> nn.Module:
+    "A timm classifier, randomly initialised unless `weights` is given."
+    import timm
+    if not timm.is_model(name): raise ValueError(f"unknown timm architecture {name!r}: see timm.list_models()")
+    kw = {}
+    if "vit" in name or "deit" in name:
+        kw["img_size"] = image_size
+        if patch_size or image_size < 128: kw["patch_size"] = patch_size or default_patch(image_size)
+        if depth: kw["depth"] = depth
+    try: return timm.create_model(name, pretrained=bool(weights), num_classes=num_classes, **kw)
+    except (OSError, RuntimeError) as e:
+        if not weights: raise
+        raise MissingModelError(f"timm:{name}: pretrained weights not available offline ({str(e)[:120]}); drop --weights") from None
 
 # %% ../../nbs/luab/03_model.ipynb #77f56a10
 def _torchvision_weights(arch: str, weights: str):
@@ -68,16 +94,20 @@ def _replace_final(net: nn.Module, num_classes: int):
     parent = m.get_submodule(n.rsplit(".", 1)[0]) if "." in n else m
     setattr(parent, n.rsplit(".", 1)[-1], nn.Linear(lin.in_features, num_classes))
 
-def build_classifier(arch: str, # resnet18/50/101/152, vit_tiny/small/base, vit_b_16 or any torchvision classifier name
+def build_classifier(arch: str, # resnet18/50/101/152, vit_tiny/small/base, vit_b_16, any torchvision name (torchvision:NAME) or timm:NAME
                      num_classes: int = 1000, # number of output classes
                      image_size: int = 224, # input side in pixels (sets the ViT patch grid)
                      weights: str | None = None, # None: random init; else a torchvision weights name (IMAGENET1K_V1)
                      patch_size: int | None = None, # ViT patch size; None: `default_patch(image_size)`
                      depth: int | None = None, # ViT layers; None: the paper's 12
                     ) -> nn.Module:
-    "A torchvision classifier, randomly initialised unless `weights` names cached or downloadable weights."
+    "A torchvision (or `timm:NAME`) classifier, randomly initialised unless `weights` names cached or downloadable weights."
     import torchvision
     from torchvision.models import VisionTransformer
+    family, name = arch.split(":", 1) if ":" in arch else ("torchvision", arch)
+    if family == "timm": return build_timm(name, num_classes, image_size, weights, patch_size, depth)
+    if family != "torchvision": raise ValueError(f"architecture {arch!r}: use NAME, torchvision:NAME or timm:NAME")
+    arch = name
     if weights:
         builder, w = _torchvision_weights(arch, weights)
         net = torchvision.models.get_model(builder, weights=w)
