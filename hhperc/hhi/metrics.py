@@ -19,8 +19,9 @@ WW_SOURCES = ("ww", "cc", "coco")
 BEAMS = (1, 5, 8)
 
 # %% auto #0
-__all__ = ['METRICS', 'BEST', 'WW_SOURCES', 'BEAMS', 'names_to_person', 'verb_token', 'Scorers', 'nli_scorer', 'bleurt_scorer',
-           'load_scorers', 'score_predictions', 'aggregate_items', 'summarise', 'score', 'imsitu_benchmark']
+__all__ = ['METRICS', 'BEST', 'WW_SOURCES', 'BEAMS', 'names_to_person', 'verb_token', 'Scorers', 'input_limit', 'nli_scorer',
+           'bleurt_scorer', 'load_scorers', 'score_predictions', 'aggregate_items', 'summarise', 'score',
+           'imsitu_benchmark', 'distinct_interactions', 'several_interactions']
 
 # %% ../../nbs/hhi/04_metrics.ipynb #d9325112
 _NAME = re.compile(r"\[NAME\]|(?<![\w])_(?![\w])")
@@ -51,14 +52,25 @@ class Scorers:
         "Is there a model for `metric`?"
         return {"similarity": self.words, "bleurt": self.bleurt, "p_entail": self.nli, "p_contradict": self.nli}[metric] is not None
 
+# %% ../../nbs/hhi/04_metrics.ipynb #ca52576f
+def input_limit(model, tok,            # a transformers model and its tokenizer
+                default: int = 512,    # when neither says
+               ) -> int:
+    "The longest input (tokens) the model reads: min(tokenizer.model_max_length, config.max_position_embeddings)."
+    cands = [getattr(tok, "model_max_length", None), getattr(getattr(model, "config", None), "max_position_embeddings", None)]
+    cands = [int(c) for c in cands if isinstance(c, (int, float)) and 0 < c < 100_000]
+    return min(cands) if cands else default
+
 # %% ../../nbs/hhi/04_metrics.ipynb #904ed49c
 def nli_scorer(model, tok,           # an MNLI classifier and its tokenizer
                label_ids: dict,      # {'entailment': i, 'contradiction': j, ...} from `load_nli`
-               batch_size: int = 32, device="cpu", max_length: int = 256,
+               batch_size: int = 32, device="cpu",
+               max_length: int | None = None,   # tokens per (premise, hypothesis) pair; None: the model's own limit
               ) -> Callable:
     "Wrap an MNLI classifier as (premises, hypotheses) -> (P(entailment), P(contradiction))."
     import torch
     model = model.to(device).eval()
+    max_length = max_length or input_limit(model, tok)
     @torch.no_grad()
     def f(premises, hypotheses):
         ent, con = [], []
@@ -72,11 +84,13 @@ def nli_scorer(model, tok,           # an MNLI classifier and its tokenizer
 
 # %% ../../nbs/hhi/04_metrics.ipynb #d373b9f2
 def bleurt_scorer(model, tok,           # a BLEURT regressor and its tokenizer
-                  batch_size: int = 32, device="cpu", max_length: int = 256,
+                  batch_size: int = 32, device="cpu",
+                  max_length: int | None = None,   # tokens per (reference, candidate) pair; None: the model's own limit
                  ) -> Callable:
     "Wrap a BLEURT regressor as (references, candidates) -> scores."
     import torch
     model = model.to(device).eval()
+    max_length = max_length or input_limit(model, tok)
     @torch.no_grad()
     def f(refs, cands):
         out = []
@@ -242,3 +256,47 @@ def imsitu_benchmark(imsitu: pd.DataFrame, # `read_imsitu_hhi` rows (image, verb
     "imSitu-HHI list -> benchmark rows (source imsitu, id = image name without suffix, label = verb, no caption)."
     ids = imsitu["image"].astype(str).str.replace(r"\.[A-Za-z]+$", "", regex=True)
     return pd.DataFrame(dict(source="imsitu", id=ids, label=imsitu["verb"].astype(str), caption=""))
+
+# %% ../../nbs/hhi/04_metrics.ipynb #bb323957
+def distinct_interactions(predictions: pd.DataFrame, # id, rank, prediction
+                          k: int = 3,                # interactions kept per image
+                         ) -> pd.DataFrame:
+    "The first k predictions of each id with different verbs, in rank order: id, rank, prediction, verb."
+    p = predictions.copy(); p["id"] = p["id"].astype(str)
+    if "rank" not in p: p["rank"] = p.groupby("id").cumcount() + 1
+    p["verb"] = p["prediction"].fillna("").map(verb_token)
+    p = p[p["verb"] != ""].sort_values(["id", "rank"], kind="stable").drop_duplicates(["id", "verb"])
+    return p.groupby("id", sort=False).head(k).reset_index(drop=True)[["id", "rank", "prediction", "verb"]]
+
+# %% ../../nbs/hhi/04_metrics.ipynb #424f9633
+def several_interactions(predictions: pd.DataFrame,     # id, rank, prediction (e.g. 8 beams per image)
+                         benchmark: pd.DataFrame,       # source, id, label
+                         k: int = 3,                    # distinct interactions per image
+                         words: WordVectors | None = None, # verb vectors for the dissimilarity (None: NaN)
+                         overall_sources=WW_SOURCES,
+                        ) -> pd.DataFrame:
+    "Per source and overall: recall of the gold verb among k distinct predictions, their number / k, their dissimilarity."
+    d = distinct_interactions(predictions, k).groupby("id")["verb"].apply(list).to_dict()
+    b = benchmark.assign(id=benchmark["id"].astype(str)).drop_duplicates("id")
+    items = []
+    for src, i, lab in zip(b["source"], b["id"], b["label"]):
+        verbs = d.get(i)
+        if not verbs: continue
+        pairs = [(x, y) for a, x in enumerate(verbs) for y in verbs[a + 1:]]
+        dis = np.mean([1 - words.similarity(x, y) for x, y in pairs]) if words is not None and pairs else np.nan
+        items.append(dict(source=src, id=i, recall=float(verb_token(lab) in verbs), distinct=len(verbs) / k, dissimilarity=dis))
+    items = pd.DataFrame(items, columns=["source", "id", "recall", "distinct", "dissimilarity"])
+    total = b.groupby("source")["id"].nunique().to_dict()
+    rows = []
+    for src in sorted(total):
+        g = items[items.source == src]
+        for m in ("recall", "distinct", "dissimilarity"):
+            v = g[m].dropna()
+            rows.append(dict(source=src, k=k, metric=m, value=float(v.mean()) if len(v) else np.nan, n=len(v), n_missing=total[src] - len(g)))
+    out = pd.DataFrame(rows, columns=["source", "k", "metric", "value", "n", "n_missing"])
+    ww = out[out.source.isin(overall_sources)]
+    if set(overall_sources) <= set(ww.source):
+        ov = ww.groupby("metric", sort=False).agg(value=("value", lambda v: v.mean() if v.notna().all() else np.nan),
+                                                  n=("n", "sum"), n_missing=("n_missing", "sum")).reset_index()
+        out = pd.concat([out, ov.assign(source="overall", k=k)[out.columns]], ignore_index=True)
+    return out
