@@ -27,24 +27,37 @@ def _synthetic_table(run) -> Path:
     return Path(paths["annotation_table"])
 
 # %% auto #0
-__all__ = ['log', 'DS_ANNOTATIONS', 'study_table']
+__all__ = ['log', 'DS_ANNOTATIONS', 'RELEASED_COLUMNS', 'source_mode', 'study_table']
 
 # %% ../../nbs/perception/06_paper.ipynb #c1f961b7
+RELEASED_COLUMNS = ["id", "category", "country", "income", "region", "human_labels", "ml_captions", "ml_labels"]
+
+def source_mode(path,             # the table's file
+                df: pd.DataFrame, # its rows, as read
+               ) -> str:
+    "The honest mode of a given annotation table: recorded > `mode` column > synthetic households > released shape (`real`) > `user`."
+    path = Path(path)
+    side = path.with_suffix(".json")
+    if side.is_file():
+        try:
+            m = json.loads(side.read_text()).get("mode")
+            if m: return str(m)
+        except (ValueError, AttributeError): pass
+    if "mode" in df.columns and df["mode"].nunique() == 1: return str(df["mode"].iloc[0])
+    if (path.parent / "scenes.jsonl").is_file(): return "synthetic"
+    return "real" if list(df.columns) == RELEASED_COLUMNS else "user"
+
+# %% ../../nbs/perception/06_paper.ipynb #824c655d
 def study_table(run,                      # a `hhperc.reproduce.PaperRun` (settings, output and cache folders)
                 annotations_csv: str = "", # the notebook parameter: a table in the released schema, or "" for none
                ) -> tuple[pd.DataFrame, str, str]:
     "The annotation table for a study A paper notebook -> (table, mode, source path)."
-    if annotations_csv:
-        path, mode = Path(annotations_csv), "real"
-    elif run.settings.data("annotation_table") is not None:
-        path, mode = run.settings.data("annotation_table"), "real"
-    elif (Path(run.out) / "data" / DS_ANNOTATIONS).is_file():
-        path = Path(run.out) / "data" / DS_ANNOTATIONS
-        side = path.with_suffix(".json")
-        mode = json.loads(side.read_text()).get("mode", "synthetic") if side.is_file() else "real"
-    else:
-        path, mode = _synthetic_table(run), "synthetic"
+    if annotations_csv: path = Path(annotations_csv)
+    elif run.settings.data("annotation_table") is not None: path = Path(run.settings.data("annotation_table"))
+    elif (Path(run.out) / "data" / DS_ANNOTATIONS).is_file(): path = Path(run.out) / "data" / DS_ANNOTATIONS
+    else: path = _synthetic_table(run)
     df = read_annotation_table(path)
+    mode = source_mode(path, df)
     if hasattr(run, "record_input"): run.record_input("annotation_table", path)
     log.info("study table: %s (%d rows, mode %s)", path, len(df), mode)
     return df, mode, str(path)

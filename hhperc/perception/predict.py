@@ -27,10 +27,12 @@ GRIDS = {
 TASKS = ("region", "income")
 
 # %% auto #0
-__all__ = ['COMBINATIONS', 'GRIDS', 'TASKS', 'CONFIDENCE_COLUMNS', 'SCORING', 'param_grid', 'parse_combination', 'feature_matrix',
-           'confidence_column', 'confidence_features', 'make_estimator', 'fit_unit', 'PredictionResult', 'resolve_jobs',
-           'fit_unit_saved', 'run_prediction', 'per_seed_records', 'baseline_records', 'aggregate', 'welch_records',
-           'study_records', 'protocol_from_settings', 'prepare_study', 'plot_combinations']
+__all__ = ['COMBINATIONS', 'GRIDS', 'TASKS', 'CONFIDENCE_COLUMNS', 'SCORING', 'AUTHORS_STRATIFY', 'param_grid',
+           'parse_combination', 'feature_matrix', 'confidence_column', 'confidence_features', 'make_estimator',
+           'truncate_boosting', 'shared_fits', 'cv_fit', 'best_candidate', 'unit_calls', 'refit_unit', 'fit_unit',
+           'resolve_jobs', 'run_parallel', 'PredictionResult', 'refit_unit_saved', 'fit_unit_saved', 'run_prediction',
+           'per_seed_records', 'baseline_records', 'aggregate', 'welch_records', 'fallback_records', 'study_records',
+           'protocol_from_settings', 'sentence_setting', 'prepare_study', 'plot_combinations']
 
 # %% ../../nbs/perception/05_predict.ipynb #8109024e
 def param_grid(grid: str | dict, # "paper", "small", "tiny", or an explicit grid (per task or shared)
@@ -122,6 +124,107 @@ def make_estimator(task: str, # "region" or "income"
 SCORING = {"region": "f1_weighted", "income": "neg_mean_squared_error"}
 
 # %% ../../nbs/perception/05_predict.ipynb #8d7c632c
+_ROUND_LISTS = ("estimators_", "samplers_", "pipelines_")
+_ROUND_ARRAYS = ("estimator_weights_", "estimator_errors_")
+
+def truncate_boosting(model,  # a fitted AdaBoostClassifier / AdaBoostRegressor / RUSBoostClassifier
+                      n: int, # rounds to keep
+                     ):
+    "A shallow copy of the fitted boosting `model` cut to its first `n` rounds: the model `n_estimators=n` fits."
+    import copy
+    m = copy.copy(model)
+    m.n_estimators = int(n)
+    for a in _ROUND_LISTS:
+        if hasattr(m, a): setattr(m, a, list(getattr(m, a))[:n])
+    for a in _ROUND_ARRAYS:
+        if hasattr(m, a): setattr(m, a, np.array(getattr(m, a)[:n]))
+    return m
+
+# %% ../../nbs/perception/05_predict.ipynb #bfe3464f
+def shared_fits(grid: dict, # a GridSearchCV grid
+               ) -> list[tuple[dict, list]]:
+    "[(parameters to fit, [(candidate index in ParameterGrid order, n_estimators), ...]), ...]."
+    from sklearn.model_selection import ParameterGrid
+    groups = {}
+    for i, p in enumerate(ParameterGrid(grid)):
+        rest = {k: v for k, v in p.items() if k != "n_estimators"}
+        key = json.dumps(rest, sort_keys=True, default=str)
+        groups.setdefault(key, (rest, []))[1].append((i, int(p.get("n_estimators", 50))))
+    return [(dict(rest, n_estimators=max(n for _, n in members)), members) for rest, members in groups.values()]
+
+# %% ../../nbs/perception/05_predict.ipynb #7ae0c6f4
+def cv_fit(task: str, X, y,     # the task; training features and targets of the unit
+           fit_rows, score_rows, # row positions (into X) to fit on and to score on
+           params: dict,        # the shared fit's parameters (from `shared_fits`)
+           ns: list,            # the n_estimators to score
+           seed: int,           # the model's random_state
+          ) -> tuple[list, str]:
+    "([score per n in ns], error message or '') of one shared fit on one fold."
+    from sklearn.metrics import get_scorer
+    est = make_estimator(task, seed).set_params(**params)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X[fit_rows], y[fit_rows])
+            scorer = get_scorer(SCORING[task])
+            return [float(scorer(truncate_boosting(est, n), X[score_rows], y[score_rows])) for n in ns], ""
+    except Exception as e:        # GridSearchCV's error_score=nan: the point scores NaN, the search goes on
+        return [float("nan")] * len(ns), (str(e).splitlines() or [type(e).__name__])[-1][:200]
+
+def best_candidate(scores: np.ndarray, # (candidates, folds) test scores
+                  ) -> int:
+    "GridSearchCV's best index: highest mean score, NaN means ranked last, first candidate on ties."
+    from scipy.stats import rankdata
+    means = np.average(np.asarray(scores, dtype=float), axis=1)
+    if np.isnan(means).all(): return 0
+    means = np.nan_to_num(means, nan=np.nanmin(means) - 1)
+    return int(rankdata(-means, method="min").argmin())
+
+# %% ../../nbs/perception/05_predict.ipynb #7a0185e5
+def unit_calls(task: str, X, y, train, grid: dict, folds: int, seed: int) -> tuple[list, list]:
+    "(cv_fit argument tuples of one unit, [(group, fold)] they stand for); X and y are the unit's training rows."
+    from sklearn.base import is_classifier
+    from sklearn.model_selection import check_cv
+    Xt, yt = X[train], y[train]
+    splits = list(check_cv(folds, yt, classifier=is_classifier(make_estimator(task, seed))).split(Xt, yt))
+    calls, keys = [], []
+    for g, (params, members) in enumerate(shared_fits(grid)):
+        for f, (fr, sr) in enumerate(splits):
+            calls.append((task, Xt, yt, fr, sr, params, [n for _, n in members], seed)); keys.append((g, f))
+    return calls, keys
+
+def _constant(task, y_train, n):
+    if task == "region":
+        vals, counts = np.unique(y_train, return_counts=True); return np.full(n, vals[np.argmax(counts)], dtype=np.asarray(y_train).dtype)
+    return np.full(n, float(np.mean(y_train)))
+
+def refit_unit(task: str, X, y, train, test, grid: dict, folds: int, seed: int,
+               results: list, # cv_fit results in `unit_calls` order
+               t0: float | None = None, # when the unit started (for `seconds`)
+              ) -> dict:
+    "GridSearchCV's refit from the fold scores: best point, refit on the training rows, test predictions (or the fallback)."
+    from sklearn.model_selection import ParameterGrid
+    t0 = time.perf_counter() if t0 is None else t0
+    groups, cands = shared_fits(grid), list(ParameterGrid(grid))
+    scores = np.full((len(cands), folds), np.nan)
+    keys = [(g, f) for g in range(len(groups)) for f in range(folds)]
+    errors = [e for _, e in results if e]
+    for (g, f), (s, _) in zip(keys, results):
+        for (i, _), v in zip(groups[g][1], s): scores[i, f] = v
+    reason = f"all {scores.size} fits failed: {errors[-1]}" if np.isnan(scores).all() else ""
+    if not reason:
+        b = best_candidate(scores)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est = make_estimator(task, seed).set_params(**cands[b]).fit(X[train], y[train])
+            return dict(pred=est.predict(X[test]), params=cands[b], cv_score=float(np.average(scores[b])),
+                        seconds=time.perf_counter() - t0)
+        except ValueError as e:
+            reason = str(e).splitlines()[-1][:200]
+    return dict(pred=_constant(task, y[train], len(test)), params={"fallback": f"constant predictor: {reason}"},
+                cv_score=float("nan"), seconds=time.perf_counter() - t0)
+
 def fit_unit(task: str,       # "region" or "income"
              X: np.ndarray,   # features of all images
              y: np.ndarray,   # targets of all images (region names or incomes)
@@ -130,28 +233,39 @@ def fit_unit(task: str,       # "region" or "income"
              grid: dict,      # the GridSearchCV grid
              folds: int,      # cross-validation folds (unshuffled)
              seed: int,       # the model's random_state
+             n_jobs: int = 1, # processes for the unit's fits
             ) -> dict:
-    "GridSearchCV (n_jobs=1, unshuffled folds) on the training rows; predictions for the test rows."
-    from sklearn.model_selection import GridSearchCV
-    t = time.perf_counter()
-    gs = GridSearchCV(make_estimator(task, seed), grid, scoring=SCORING[task], cv=folds, n_jobs=1, refit=True)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=FitFailedWarning)
-            gs.fit(X[train], y[train])
-        return dict(pred=gs.predict(X[test]), params=gs.best_params_, cv_score=float(gs.best_score_),
-                    seconds=time.perf_counter() - t)
-    except ValueError as e:
-        # Features with no signal (e.g. a tiny random captioner writing the same caption everywhere) make
-        # boosting refuse to fit ("worse than random"). The honest answer is the constant predictor: the
-        # training majority class / mean, recorded as such in `params` so the table's numbers stay true.
-        if task == "region":
-            vals, counts = np.unique(y[train], return_counts=True); const = vals[np.argmax(counts)]
-        else:
-            const = float(np.mean(y[train]))
-        reason = str(e).splitlines()[-1][:200]
-        return dict(pred=np.full(len(test), const, dtype=np.asarray(y).dtype), params={"fallback": f"constant predictor: {reason}"},
-                    cv_score=float("nan"), seconds=time.perf_counter() - t)
+    "GridSearchCV(n_jobs=1, cv=folds, refit=True)'s result on the training rows, with shared fits; predictions for the test rows."
+    t0 = time.perf_counter()
+    calls, _ = unit_calls(task, X, y, train, grid, folds, seed)
+    results = run_parallel([(cv_fit, c) for c in calls], n_jobs)
+    return refit_unit(task, X, y, train, test, grid, folds, seed, results, t0)
+
+# %% ../../nbs/perception/05_predict.ipynb #e936fe24
+def resolve_jobs(n_jobs: int | None, # -1, 0 or None for all cores, else the number of workers
+                ) -> int:
+    "-1 or 0 or None: all cores; otherwise at least 1."
+    if n_jobs is None or n_jobs <= 0: return max(1, os.cpu_count() or 1)
+    return int(n_jobs)
+
+# %% ../../nbs/perception/05_predict.ipynb #5f52d0fc
+def run_parallel(calls: list,      # [(function, argument tuple), ...]
+                 n_jobs: int = 1,  # local processes (-1: all cores)
+                 cluster="",       # a Dask scheduler address, Client or cluster; '' = local
+                ) -> list:
+    "Results of `f(*args)` for each call, in order: a loop, loky processes, or a Dask cluster via joblib."
+    from joblib import Parallel, delayed, parallel_config
+    if cluster:
+        from distributed import Client
+        client = cluster if isinstance(cluster, Client) else Client(cluster, set_as_default=False)
+        try:
+            with parallel_config(backend="dask", client=client):
+                return Parallel(batch_size=1)(delayed(f)(*a) for f, a in calls)
+        finally:
+            if client is not cluster: client.close()
+    jobs = resolve_jobs(n_jobs)
+    if jobs == 1 or len(calls) <= 1: return [f(*a) for f, a in calls]
+    return Parallel(n_jobs=jobs, backend="loky", batch_size=1, pre_dispatch="all")(delayed(f)(*a) for f, a in calls)
 
 # %% ../../nbs/perception/05_predict.ipynb #83250759
 @dataclass
@@ -175,13 +289,6 @@ class PredictionResult:
         "Identical predictions and chosen parameters (e.g. parallel vs sequential)."
         return (self.preds.keys() == other.preds.keys() and self.params == other.params
                 and all(np.array_equal(self.preds[k], other.preds[k]) for k in self.preds))
-
-# %% ../../nbs/perception/05_predict.ipynb #e936fe24
-def resolve_jobs(n_jobs: int | None, # -1, 0 or None for all cores, else the number of workers
-                ) -> int:
-    "-1 or 0 or None: all cores; otherwise at least 1."
-    if n_jobs is None or n_jobs <= 0: return max(1, os.cpu_count() or 1)
-    return int(n_jobs)
 
 # %% ../../nbs/perception/05_predict.ipynb #413836f9
 def _digest(*arrays) -> str:
@@ -207,15 +314,41 @@ def _load_unit(path) -> dict | None:
     if meta.pop("text", False): pred = pred.astype(object)
     return dict(pred=pred, **meta)
 
+def refit_unit_saved(path, # where to save the unit (.npz), or None
+                     *args, # the arguments of `refit_unit`
+                    ) -> dict:
+    "`refit_unit(*args)`, saved atomically at `path` as soon as it finishes (in the worker), so an interrupted study resumes."
+    o = refit_unit(*args)
+    if path is not None: _save_unit(path, o)
+    return o
+
 def fit_unit_saved(path, # where to save the unit (.npz), or None
                    *args, # the arguments of `fit_unit`
                   ) -> dict:
-    "`fit_unit(*args)`, saved atomically at `path` as soon as it finishes (in the worker), so an interrupted study resumes."
+    "`fit_unit(*args)`, saved atomically at `path` (kept for callers of the one-call form)."
     o = fit_unit(*args)
     if path is not None: _save_unit(path, o)
     return o
 
 # %% ../../nbs/perception/05_predict.ipynb #060330df
+AUTHORS_STRATIFY = {"region": "region", "income": None}
+
+def _units(task, emb, df, combos, seeds, grid, folds, split, stratify, cache, log):
+    g = param_grid(grid, task)
+    y = df["region"].astype(str).to_numpy() if task == "region" else df["income"].astype(float).to_numpy()
+    strat = AUTHORS_STRATIFY[task] if stratify == "authors" else stratify
+    train, test = split if split is not None else split_indices(df, stratify=strat)
+    X = {c: feature_matrix(emb, c) for c in combos}
+    units = sorted(((c, s) for c in combos for s in seeds), key=lambda u: (-X[u[0]].shape[1], combos.index(u[0]), u[1]))
+    paths, done = {}, {}
+    if cache is not None:
+        base = _digest(y, np.asarray(train), np.asarray(test))
+        for c, s in units:
+            paths[(c, s)] = cache.path("predict_units", task, base, _digest(X[c]), g, folds, s, suffix=".npz")
+            if paths[(c, s)].exists() and (o := _load_unit(paths[(c, s)])) is not None: done[(c, s)] = o
+        if done and log: log(f"{task}: {len(done)} of {len(units)} fits restored from {cache.root / 'predict_units'}")
+    return g, y, train, test, X, units, paths, done
+
 def run_prediction(task: str,          # "region" or "income"
                    emb: dict,          # source -> (images, dim) embeddings
                    df: pd.DataFrame,   # the checked table (region, income) in the same row order
@@ -224,44 +357,29 @@ def run_prediction(task: str,          # "region" or "income"
                    grid="small",       # a grid name or dict (see `param_grid`)
                    folds: int = 5,
                    n_jobs: int = 1,    # worker processes (-1: all cores)
-                   split=None,         # (train, test) positions; default `split_indices(df)`
+                   split=None,         # (train, test) positions; default `split_indices(df, stratify=...)`
                    log=None,           # a print-like function for progress lines
                    cache=None,         # a `Cache` keeping finished units
+                   cluster="",         # a Dask scheduler address (or Client): run the fits there
+                   stratify="authors", # split stratified on this column; "authors": AUTHORS_STRATIFY[task]; None: unstratified
                   ) -> PredictionResult:
-    """Fit every (combination, seed) unit; `n_jobs=1` is a plain loop, otherwise joblib (loky) processes.
-
-    With `cache` (a `hhperc.config.Cache`), each finished unit is kept under `predict_units/`, keyed by the task, the
-    features, targets, split, grid, folds and seed: a re-run (after an interrupt, or with more seeds) fits only what is missing."""
+    "Fit every (combination, seed) unit (shared fits, in parallel or on a Dask cluster); finished units are cached."
     combos, seeds = list(combos), [int(s) for s in seeds]
-    g = param_grid(grid, task)
-    y = df["region"].astype(str).to_numpy() if task == "region" else df["income"].astype(float).to_numpy()
-    train, test = split if split is not None else split_indices(df)
-    X = {c: feature_matrix(emb, c) for c in combos}
-    # largest units first (feature width x grid), so parallel workers finish together
-    units = sorted(((c, s) for c in combos for s in seeds), key=lambda u: (-X[u[0]].shape[1], combos.index(u[0]), u[1]))
-    jobs = resolve_jobs(n_jobs)
-    t = time.perf_counter()
-    paths, done = {}, {}
-    if cache is not None:
-        base = _digest(y, np.asarray(train), np.asarray(test))
-        for c, s in units:
-            paths[(c, s)] = cache.path("predict_units", task, base, _digest(X[c]), g, folds, s, suffix=".npz")
-            if paths[(c, s)].exists() and (o := _load_unit(paths[(c, s)])) is not None: done[(c, s)] = o
-        if done and log: log(f"{task}: {len(done)} of {len(units)} fits restored from {cache.root / 'predict_units'}")
+    g, y, train, test, X, units, paths, done = _units(task, emb, df, combos, seeds, grid, folds, split, stratify, cache, log)
+    jobs, t = resolve_jobs(n_jobs), time.perf_counter()
     todo = [u for u in units if u not in done]
-    if jobs == 1 or len(todo) <= 1:
-        new = [fit_unit_saved(paths.get((c, s)), task, X[c], y, train, test, g, folds, s) for c, s in todo]
-    else:
-        from joblib import Parallel, delayed
-        new = Parallel(n_jobs=jobs, backend="loky", batch_size=1, pre_dispatch="all")(
-            delayed(fit_unit_saved)(paths.get((c, s)), task, X[c], y, train, test, g, folds, s) for c, s in todo)
+    plan = {u: unit_calls(task, X[u[0]], y, train, g, folds, u[1])[0] for u in todo}
+    flat = run_parallel([(cv_fit, c) for u in todo for c in plan[u]], jobs, cluster)
+    per, k = {}, 0
+    for u in todo: per[u], k = flat[k:k + len(plan[u])], k + len(plan[u])
+    new = run_parallel([(refit_unit_saved, (paths.get(u), task, X[u[0]], y, train, test, g, folds, u[1], per[u], None)) for u in todo],
+                       jobs, cluster)
     done.update(zip(todo, new))
-    out = [done[u] for u in units]
     res = PredictionResult(task, combos, seeds, np.asarray(test), y[test], float(np.mean(y[train])) if task == "income" else float("nan"),
                            seconds=time.perf_counter() - t, n_jobs=jobs, grid=g, folds=folds)
-    for (c, s), o in zip(units, out):
-        res.preds[(c, s)], res.params[(c, s)], res.cv_scores[(c, s)] = o["pred"], o["params"], o["cv_score"]
-    if log: log(f"{task}: {len(units)} fits in {res.seconds:.1f} s on {jobs} worker(s)")
+    for u in units:
+        res.preds[u], res.params[u], res.cv_scores[u] = done[u]["pred"], done[u]["params"], done[u]["cv_score"]
+    if log: log(f"{task}: {len(units)} units ({len(todo)} fitted) in {res.seconds:.1f} s on {'cluster ' + str(cluster) if cluster else f'{jobs} worker(s)'}")
     return res
 
 # %% ../../nbs/perception/05_predict.ipynb #41c8f79f
@@ -321,11 +439,12 @@ def baseline_records(res: PredictionResult, # from `run_prediction`
 
 # %% ../../nbs/perception/05_predict.ipynb #5dea0b50
 def aggregate(records: list[dict], # per-seed records (row, variant, metric, value)
+              ddof: int = 0,       # 0: numpy's default, as the authors' `np.std`; 1: the sample std
              ) -> pd.DataFrame:
-    "Mean over seeds (`value`), sample std (`std`, 0 for one seed) and the number of seeds (`n`)."
+    "Mean over seeds (`value`), std over seeds (`std`, `ddof` 0 by default; 0 for one seed) and the number of seeds (`n`)."
     d = pd.DataFrame(records)
     g = d.groupby(["row", "variant", "metric"], sort=False)["value"]
-    out = g.agg(value="mean", std=lambda v: float(np.std(v, ddof=1)) if v.notna().sum() > 1 else 0.0, n="count").reset_index()
+    out = g.agg(value="mean", std=lambda v: float(np.std(v.dropna(), ddof=ddof)) if v.notna().sum() > 1 else 0.0, n="count").reset_index()
     return out
 
 # %% ../../nbs/perception/05_predict.ipynb #836a885f
@@ -351,14 +470,24 @@ def welch_records(records: list[dict],         # per-seed records
             dict(row=row, variant=variant, metric=f"welch_p_{metric}", value=float(p), std=float("nan"), n=len(a))]
 
 # %% ../../nbs/perception/05_predict.ipynb #33e6e67e
+def fallback_records(res: PredictionResult, # from `run_prediction`
+                    ) -> list[dict]:
+    "Per combination: how many of its seeds fell back to the constant predictor (metric `fallback_fits`, n = seeds)."
+    out = []
+    for c in res.combos:
+        ps = [res.params[(c, s)] for s in res.seeds if (c, s) in res.params]
+        out.append(dict(row=c, variant="overall", metric="fallback_fits", value=float(sum("fallback" in p for p in ps)), std=0.0, n=len(ps)))
+    return out
+
 def study_records(res: PredictionResult, # from `run_prediction`
                   df: pd.DataFrame,      # the table it was run on
+                  ddof: int = 0,         # std over seeds (0: the authors' np.std)
                  ) -> pd.DataFrame:
-    "The long-table records of a study: aggregated metrics, baselines, and the Welch test."
+    "The long-table records of a study: aggregated metrics, baselines, fallback counts and the Welch test."
     per = per_seed_records(res, df)
     main = "f1_weighted" if res.task == "region" else "rmse"
-    agg = aggregate(per)
-    extra = pd.DataFrame(baseline_records(res, df) + welch_records(per, main, higher_is_better=res.task == "region"))
+    agg = aggregate(per, ddof=ddof)
+    extra = pd.DataFrame(baseline_records(res, df) + fallback_records(res) + welch_records(per, main, higher_is_better=res.task == "region"))
     return pd.concat([agg, extra], ignore_index=True)
 
 # %% ../../nbs/perception/05_predict.ipynb #2174a519
@@ -366,11 +495,18 @@ def protocol_from_settings(settings,        # a `hhperc.config.Settings`
                            seeds: int = -1,  # number of seeds; <= 0: the profile's `ds_seeds`
                            n_jobs: int = -1, # workers; <= 0: `[run] workers` (0 there: all cores)
                           ) -> dict:
-    "grid / folds / seeds / n_jobs for the active profile ([run] workers when n_jobs <= 0 is not given)."
+    "grid / folds / seeds / n_jobs / cluster for the active profile ([run] workers when n_jobs <= 0; [run] cluster, '' = local)."
     n_seeds = seeds if seeds and seeds > 0 else int(settings.size("ds_seeds", 10))
     workers = settings.getint("run", "workers", 0) or 0
     return dict(grid=str(settings.size("ds_grid", "small")), folds=int(settings.size("ds_cv_folds", 5)),
-                seeds=list(range(n_seeds)), n_jobs=resolve_jobs(n_jobs if n_jobs and n_jobs > 0 else workers))
+                seeds=list(range(n_seeds)), n_jobs=resolve_jobs(n_jobs if n_jobs and n_jobs > 0 else workers),
+                cluster=str(settings.get("run", "cluster", "") or ""))
+
+# %% ../../nbs/perception/05_predict.ipynb #a7b99248
+def sentence_setting(settings, # a `hhperc.config.Settings`
+                    ) -> str:
+    "The sentence-encoder setting of the active profile: [models] <ds_sentence> (default role `sentence`)."
+    return settings.model(str(settings.size("ds_sentence", "sentence")))
 
 # %% ../../nbs/perception/05_predict.ipynb #be3c5cdf
 def prepare_study(run,                       # a `hhperc.reproduce.PaperRun`
@@ -380,24 +516,23 @@ def prepare_study(run,                       # a `hhperc.reproduce.PaperRun`
                   holdout_test: bool = False, # fine-tune on the training split only
                   confidence: bool = True,    # add the detector-confidence source D when the table has it
                   log=print,
+                  clean: bool = False,        # clean the strings before embedding (the authors: as released)
                  ) -> dict:
     "Table, embeddings (+ D), combinations and the honest mode for a study A prediction notebook."
-    from hhperc.perception.paper import study_table
-    from hhperc.perception.similarity import check_annotation_table, study_embeddings, finetune_recipe, table_mode
     df, data_mode, source = study_table(run, annotations_csv)
     df = check_annotation_table(df, source)
-    model = sentence_model or run.settings.model("sentence")
+    model = sentence_model or sentence_setting(run.settings)
     epochs = finetune_epochs if finetune_epochs is not None and finetune_epochs >= 0 else int(run.size("ds_finetune_epochs", 10))
     recipe = finetune_recipe(epochs=epochs, batch_size=16, warmup=0.1, seed=run.seed, holdout_test=holdout_test,
                              max_steps=int(run.size("ds_finetune_max_steps", -1)))
-    emb, info = study_embeddings(df, model, recipe, cache=run.cache, device=str(run.device), log=log)
+    emb, info = study_embeddings(df, model, recipe, cache=run.cache, device=str(run.device), log=log, clean=clean)
     combos, conf = list(COMBINATIONS), None
     cf = confidence_features(df) if confidence else None
     if cf is not None and cf[0].shape[1] > 0:
         emb = {**emb, "D": cf[0]}; combos += ["D", "O+D"]
         conf = dict(column=confidence_column(df), classes=len(cf[1]), bad_cells=cf[2])
     return dict(df=df, emb=emb, combos=combos, mode=table_mode(data_mode, model), data_mode=data_mode, source=source,
-                model=model, epochs=epochs, recipe=recipe, info=info, confidence=conf)
+                model=model, epochs=epochs, recipe=recipe, info=info, confidence=conf, clean=clean)
 
 # %% ../../nbs/perception/05_predict.ipynb #67f495fc
 def plot_combinations(tab: pd.DataFrame,            # from `study_records`

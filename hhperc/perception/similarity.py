@@ -20,13 +20,12 @@ PAIR_NAMES = tuple(f"{a}~{b}" for a, b in PAIRS)
 REQUIRED_COLUMNS = ("id", "category", "country", "income", "region", "human_labels", "ml_captions", "ml_labels")
 ACTION_TOPICS = frozenset({"hand-washing", "drinking-water", "washing-clothes", "drying-clothes"})
 
-
 # %% auto #0
-__all__ = ['SOURCES', 'SOURCE_NAMES', 'PAIRS', 'PAIR_NAMES', 'REQUIRED_COLUMNS', 'ACTION_TOPICS', 'PAPER_MAP', 'normalize_topic',
-           'is_action', 'check_annotation_table', 'clean_text', 'annotation_texts', 'toy_annotation_table',
-           'split_indices', 'finetune_pairs', 'finetune_encoder', 'texts_hash', 'finetune_recipe', 'study_embeddings',
-           'pair_similarity', 'similarity_records', 'plot_similarity', 'word_tagger', 'low_level_records', 'table_mode',
-           'ds_paper_figures']
+__all__ = ['SOURCES', 'SOURCE_NAMES', 'PAIRS', 'PAIR_NAMES', 'REQUIRED_COLUMNS', 'ACTION_TOPICS', 'PAPER_SENTENCE', 'PAPER_MAP',
+           'normalize_topic', 'is_action', 'check_annotation_table', 'clean_text', 'annotation_texts',
+           'toy_annotation_table', 'split_indices', 'finetune_pairs', 'finetune_encoder', 'texts_hash',
+           'finetune_recipe', 'study_embeddings', 'pair_similarity', 'similarity_records', 'plot_similarity',
+           'word_tagger', 'low_level_records', 'table_mode', 'ds_paper_figures']
 
 # %% ../../nbs/perception/04_similarity.ipynb #91cd9a8c
 def normalize_topic(s, # a topic as written in a table
@@ -67,10 +66,15 @@ def clean_text(s, # an annotation string (comma-separated tags or a sentence), o
     return " ".join(_PUNCT.sub(" ", s).split())
 
 # %% ../../nbs/perception/04_similarity.ipynb #1870b6e4
-def annotation_texts(df: pd.DataFrame, # a checked annotation table
+def _raw(s) -> str:
+    return "" if s is None or (isinstance(s, float) and math.isnan(s)) else str(s)
+
+def annotation_texts(df: pd.DataFrame,   # a checked annotation table
+                     clean: bool = False, # apply `clean_text`; False: the released strings as they are (the authors')
                     ) -> pd.DataFrame:
-    "Cleaned strings, one column per annotation type (O, C, H), one row per image."
-    return pd.DataFrame({k: [clean_text(v) for v in df[c]] for k, c in SOURCES.items()}, index=df.index)
+    "One string per image and annotation type (columns O, C, H); missing -> ''."
+    f = clean_text if clean else _raw
+    return pd.DataFrame({k: [f(v) for v in df[c]] for k, c in SOURCES.items()}, index=df.index)
 
 # %% ../../nbs/perception/04_similarity.ipynb #d6ad8909
 def toy_annotation_table(n: int = 48,  # rows (regions and topics cycle)
@@ -193,9 +197,10 @@ def study_embeddings(df: pd.DataFrame,            # a checked annotation table
                      device: str | None = None,
                      batch_size: int = 64,        # encoding batch size
                      log=print,                   # a print-like function for progress lines
+                     clean: bool = False,         # clean the strings first (the authors: as released)
                     ) -> tuple[dict, dict]:
     "({'O','C','H'} -> float32 matrix with unit-norm rows, info). Fine-tunes per `recipe` (None: no fine-tuning)."
-    texts = annotation_texts(df)
+    texts = annotation_texts(df, clean)
     recipe = recipe or finetune_recipe(epochs=0)
     split = split_indices(df) if recipe.get("holdout_test") else None
     key_parts = ("embeddings-v2", model_setting, recipe, texts_hash(texts),
@@ -243,9 +248,9 @@ def pair_similarity(emb: dict,                     # {"O", "C", "H"} -> (images,
     return pd.DataFrame(out)
 
 # %% ../../nbs/perception/04_similarity.ipynb #12122a7c
-def _summ(name, variant, s, label=""):
+def _summ(name, variant, s, label="", ddof=0):
     s = pd.Series(s).dropna()
-    m, sd = (float(s.mean()), float(s.std(ddof=1)) if len(s) > 1 else 0.0) if len(s) else (float("nan"), float("nan"))
+    m, sd = (float(s.mean()), float(np.std(s.to_numpy(), ddof=ddof)) if len(s) > 1 else 0.0) if len(s) else (float("nan"), float("nan"))
     row = name + label
     return [dict(row=row, variant=variant, metric="cosine_mean", value=m, std=sd, n=len(s)),
             dict(row=row, variant=variant, metric="cosine_std", value=sd, std=float("nan"), n=len(s))]
@@ -254,16 +259,17 @@ def similarity_records(sims: pd.DataFrame, # from `pair_similarity`
                        df: pd.DataFrame,   # the checked table (region, topic) in the same row order
                        label: str = "",    # appended to the row name (e.g. " [pretrained]")
                        rows=None,          # row positions to summarise (default all)
+                       ddof: int = 0,      # std: 0 as the authors' np.std; 1 the sample std
                       ) -> list[dict]:
     "Long-table records: per pair, mean and std of the cosine overall, per region, per topic (`n` = images)."
     rows = np.arange(len(df)) if rows is None else np.asarray(rows)
     sims, d = sims.iloc[rows].reset_index(drop=True), df.iloc[rows].reset_index(drop=True)
     recs = []
     for name in sims.columns:
-        recs += _summ(name, "overall", sims[name], label)
+        recs += _summ(name, "overall", sims[name], label, ddof)
         for key in ("region", "topic"):
             for v in sorted(d[key].dropna().unique()):
-                recs += _summ(name, v, sims[name][(d[key] == v).to_numpy()], label)
+                recs += _summ(name, v, sims[name][(d[key] == v).to_numpy()], label, ddof)
     return recs
 
 # %% ../../nbs/perception/04_similarity.ipynb #832f7bd1
@@ -316,7 +322,7 @@ def low_level_records(df: pd.DataFrame,                 # the checked table (raw
                       texts: pd.DataFrame | None = None, # its cleaned strings (computed when None)
                      ) -> tuple[list[dict], str]:
     "Records (row = source or pair, variant overall, metric ...) and the tagger used ('none' if unavailable)."
-    texts = annotation_texts(df) if texts is None else texts
+    texts = annotation_texts(df, clean=True) if texts is None else texts   # word statistics: cleaned words
     words = {k: [t.split() for t in texts[k]] for k in texts.columns}
     vocab = {k: set(w for ws in words[k] for w in ws) for k in words}
     recs = []
@@ -345,16 +351,24 @@ def low_level_records(df: pd.DataFrame,                 # the checked table (raw
     return recs, (name or "none")
 
 # %% ../../nbs/perception/04_similarity.ipynb #e9ddb36c
-def table_mode(data_mode: str,       # the mode `study_table` returned ("real", "synthetic", "synthetic+tiny", ...)
-               sentence_setting: str, # the `[models] sentence` setting
+PAPER_SENTENCE = "sentence-transformers/all-MiniLM-L12-v2"
+
+def _known_mode(*candidates) -> str:
+    from hhperc.tables import MODES
+    return next((m for m in candidates if m in MODES), candidates[-1])
+
+def table_mode(data_mode: str,       # the mode `study_table` returned ("real", "synthetic", "user", "synthetic+tiny", ...)
+               sentence_setting: str, # the sentence encoder setting used
               ) -> str:
-    "'real' / 'synthetic' plus '+tiny' or '+bundled' when the annotations or the encoder are not the paper's kind."
+    "The data mode, plus '+L6' / '+tiny' / '+substitute' when the encoder is not the paper's all-MiniLM-L12-v2."
     from hhperc.models import resolve_spec
-    base = "real" if str(data_mode).startswith("real") else "synthetic"
-    kind = resolve_spec(sentence_setting, "sentence").kind
-    if "tiny" in str(data_mode) or kind == "tiny": return f"{base}+tiny"
-    if kind == "bundled": return f"{base}+bundled"
-    return base
+    parts = str(data_mode).split("+")
+    base = parts[0] if parts[0] in ("real", "synthetic", "user") else "synthetic"
+    spec = resolve_spec(sentence_setting, "sentence")
+    if "tiny" in parts or spec.kind == "tiny": return _known_mode(f"{base}+tiny", base)
+    if spec.kind == "bundled" or "L6" in str(sentence_setting): return _known_mode(f"{base}+L6", f"{base}+bundled", base)
+    if str(sentence_setting).rstrip("/").split("/")[-1] == PAPER_SENTENCE.split("/")[-1]: return base
+    return f"{base}+substitute"      # never the bare data mode: a table format without this mode refuses it, loudly
 
 # %% ../../nbs/perception/04_similarity.ipynb #87d2c38f
 # published (study table, row, variant, metric) -> ours
