@@ -200,13 +200,17 @@ def read_whos_waldo(root,                       # the dataset root (holds data/,
 def _read_csv(path,               # the CSV
               expected: list[str], # columns it must have
               what: str,           # its name in messages
+              report: ReadReport | None = None,   # counts the lines that cannot be split (skipped)
              ) -> pd.DataFrame:
-    "All columns as strings; `FormatError` when the file is not a CSV with the expected columns."
+    "All columns as strings; `FormatError` when the file is not a CSV with the expected columns; bad lines counted."
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, what, "a folder" if path.exists() else "nothing", f"Give the path of the {what}")
+    def bad(fields):
+        if report is not None: report.skip(f"{path} (line starting {str(fields[0])[:20]!r})", f"bad line: {len(fields)} fields")
+        return None
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip", encoding="utf-8")
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines=bad, engine="python", encoding="utf-8")
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise FormatError(path, what, f"an unreadable file ({e.__class__.__name__})", f"Give a UTF-8 CSV with columns {', '.join(expected)}") from None
     cols = [c.strip().lower() for c in df.columns]
@@ -221,8 +225,8 @@ def _read_csv(path,               # the CSV
 def read_waldo_wenda(path, # the Waldo and Wenda benchmark CSV
                     ) -> pd.DataFrame:
     "Waldo and Wenda benchmark CSV -> source, id, label, caption, url, label_ok."
-    df = _read_csv(path, WW_COLUMNS, "Waldo and Wenda benchmark CSV")
     rep = ReadReport(source=f"Waldo and Wenda {path}")
+    df = _read_csv(path, WW_COLUMNS, "Waldo and Wenda benchmark CSV", rep)
     keep = []
     for i, r in enumerate(df.itertuples(index=False)):
         where = f"{path}:{i + 2}"
@@ -251,8 +255,8 @@ def write_waldo_wenda(df: pd.DataFrame, # with at least the columns of WW_COLUMN
 def read_phhi(path, # the pHHI pseudo-label CSV
              ) -> pd.DataFrame:
     "pHHI pseudo-label CSV -> id, pseudolabel, weight (rows with an empty label or a bad weight skipped)."
-    df = _read_csv(path, PHHI_COLUMNS, "pHHI pseudo-label CSV")
     rep = ReadReport(source=f"pHHI {path}")
+    df = _read_csv(path, PHHI_COLUMNS, "pHHI pseudo-label CSV", rep)
     ids, labels, weights = [], [], []
     for i, r in enumerate(df.itertuples(index=False)):
         where = f"{path}:{i + 2}"
