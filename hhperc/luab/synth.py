@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from ..config import load_settings, stable_hash, write_csv, write_json
 from .formats import COCO_CLASSES, imagenet_ab_xml, write_coco_ab
@@ -42,9 +42,9 @@ def object_classes(k: int, # number of classes, 1..40
     return out
 
 # %% auto #0
-__all__ = ['log', 'SHAPES', 'TEXTURES', 'MAX_CLASSES', 'COCO_CATEGORY_IDS', 'BG_SPLITS', 'object_classes', 'background',
-           'foreground_mask', 'compose', 'mask_box', 'make_annotators', 'annotate_imagenet_ab', 'annotate_coco_ab',
-           'objects_sizes', 'make_objects']
+__all__ = ['log', 'SHAPES', 'TEXTURES', 'MAX_CLASSES', 'COCO_CATEGORY_IDS', 'BG_SPLITS', 'IN_C_CORRUPTIONS', 'object_classes',
+           'background', 'foreground_mask', 'shape_mask', 'compose', 'mask_box', 'make_annotators',
+           'annotate_imagenet_ab', 'annotate_coco_ab', 'objects_sizes', 'rle', 'eval_sets', 'make_objects']
 
 # %% ../../nbs/luab/01_synth.ipynb #e5125973
 def _texture(t: str, u, v, f: float, th: float, ph: float, size: int, rng) -> np.ndarray:
@@ -100,6 +100,15 @@ def foreground_mask(cls: dict, # a class description
     r = size * rng.uniform(0.16, 0.28)
     cx, cy = rng.uniform(r + 1, size - r - 1, 2)
     rot = rng.uniform(0, 2 * math.pi) if cls["shape"] not in ("circle", "ring") else 0.0
+    return shape_mask(cls, size, r, cx, cy, rot)
+
+def shape_mask(cls: dict, # a class description
+               size: int, # side in pixels
+               r: float, # radius in pixels
+               cx: float, cy: float, # centre in pixels
+               rot: float, # rotation in radians
+              ) -> np.ndarray:
+    "(size, size) bool mask of the class shape at a given scale, position and rotation (SI-Score's factors)."
     st = cls["stretch"]
     im = Image.new("L", (size, size), 0)
     d = ImageDraw.Draw(im)
@@ -265,10 +274,10 @@ def annotate_coco_ab(rng: np.random.Generator, # the image's generator
             "actionHistories": actions, "categoryHistories": cats, "mouseTracking": sorted(track, key=lambda m: m["timeAt"])}
 
 # %% ../../nbs/luab/01_synth.ipynb #91719c0c
-BG_SPLITS = ("original", "mixed_same", "mixed_rand", "only_fg", "only_bg")
-_SPLIT_CODE = {"train": 1, "val": 2, "original": 3, "mixed_same": 4, "mixed_rand": 5, "only_fg": 6, "only_bg": 7,
-               "coco_train": 8, "coco_val": 9, "ab": 10}
-_OUTPUTS = ("imagenet", "imagenet_ab", "bg_challenge", "coco", "coco_ab.json", "objects_truth.csv",
+BG_SPLITS = ("original", "mixed_same", "mixed_rand", "mixed_next", "only_fg", "only_bg_b", "only_bg_t", "no_fg")
+_SPLIT_CODE = {"train": 1, "val": 2, "original": 3, "mixed_same": 4, "mixed_rand": 5, "only_fg": 6, "only_bg_t": 7,
+               "coco_train": 8, "coco_val": 9, "ab": 10, "only_bg_b": 11, "mixed_next": 12, "no_fg": 13}
+_OUTPUTS = ("imagenet", "imagenet_ab", "bg_challenge", "ood", "coco", "coco_ab.json", "objects_truth.csv",
             "objects_classes.json", "objects_world.json")
 
 def objects_sizes(scale: str = "smoke", # profile: smoke, default (full needs real data)
@@ -299,15 +308,20 @@ def _single_image(cls_list, label, split, i, seed, size, bg_agreement):
     rng = _rng(seed, split, i)
     K = len(cls_list)
     cls = cls_list[label]
-    mask = foreground_mask(cls, size, rng) if split != "only_bg" else None
+    mask = foreground_mask(cls, size, rng) if split != "only_bg_t" else None
     color = _fg_color(rng)
     if split in ("train", "val", "original"):
         bgc = label if (K == 1 or rng.random() < bg_agreement) else int((label + rng.integers(1, K)) % K)
-    elif split in ("mixed_same", "only_bg"): bgc = label
+    elif split in ("mixed_same", "only_bg_t", "only_bg_b", "no_fg"): bgc = label
     elif split == "mixed_rand": bgc = int(rng.integers(K))
+    elif split == "mixed_next": bgc = (label + 1) % K
     else: bgc = -1
     bg = background(cls_list[bgc], size, rng) if bgc >= 0 else None
     if split == "only_fg": bg = rng.normal(0, 3, (size, size, 3)).clip(0, 255)
+    if split == "no_fg": color = (0, 0, 0)                                   # the object's pixels blacked out
+    if split == "only_bg_b":                                                 # the object's box blacked out
+        x0, y0, x1, y1, _, _ = mask_box(mask)
+        mask = np.zeros_like(mask); mask[int(y0):int(y1), int(x0):int(x1)] = True; color = (0, 0, 0)
     return compose(bg, mask, color, size), mask, bgc, rng
 
 # %% ../../nbs/luab/01_synth.ipynb #f3bb935c
@@ -340,20 +354,25 @@ def _write_imagenet(tmp: Path, cl, sz: dict, seed, bg_agreement, no_xml, workers
 
 # %% ../../nbs/luab/01_synth.ipynb #0ca2d19b
 def _write_bg_challenge(tmp: Path, cl, sz: dict, seed, bg_agreement, truth: list):
-    "bg_challenge/<split>/<wnid>/*.JPEG for the five splits; truth rows appended."
+    "bg_challenge/<variant>/val/<wnid>/*.JPEG for the eight variants, fg_mask/val/<wnid>/*.npy; truth rows appended."
     K, S = sz["classes"], sz["image_size"]
     for split in BG_SPLITS:
         for i in range(sz["test_images"]):
             label = i % K
             img, mask, bgc, _ = _single_image(cl, label, split, i, seed, S, bg_agreement)
-            p = tmp / "bg_challenge" / split / cl[label]["wnid"] / f"{split}_{i:06d}.JPEG"
-            _save(img, p); truth.append(_truth_row(tmp, cl, split, p, label, bgc, mask))
+            p = tmp / "bg_challenge" / split / "val" / cl[label]["wnid"] / f"{split}_{i:06d}.JPEG"
+            _save(img, p); truth.append(_truth_row(tmp, cl, split, p, label, bgc, mask if split != "only_bg_b" else None))
+            if split == "original":
+                m = tmp / "bg_challenge" / "fg_mask" / "val" / cl[label]["wnid"] / f"{split}_{i:06d}.npy"
+                m.parent.mkdir(parents=True, exist_ok=True); np.save(m, mask)
 
 # %% ../../nbs/luab/01_synth.ipynb #23beb602
 def _coco_image(tmp: Path, cl, split, i, seed, S, bg_agreement):
     rng = _rng(seed, "coco_train" if split == "train2014" else "coco_val", i)
     iid = (1 if split == "train2014" else 500000) + i
     present = rng.choice(len(cl), size=int(min(len(cl), rng.choice([1, 1, 2, 3]))), replace=False).tolist()
+    partner = present[0] ^ 1                           # classes 2k and 2k+1 co-occur (a frisbee and its person)
+    if partner < len(cl) and partner not in present and rng.random() < 0.7: present.append(partner)
     bgc = present[0] if rng.random() < bg_agreement else int(rng.integers(len(cl)))
     img = background(cl[bgc], S, rng)
     objs = []
@@ -365,6 +384,14 @@ def _coco_image(tmp: Path, cl, split, i, seed, S, bg_agreement):
     fname = f"COCO_{split}_{iid:012d}.jpg"
     _save(Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)), tmp / "coco" / split / fname)
     return rng, iid, fname, bgc, objs
+
+def rle(mask: np.ndarray, # (H, W) bool mask
+       ) -> dict:
+    "COCO's uncompressed run-length encoding of a mask: column-major runs, starting with a run of zeros."
+    flat = np.asarray(mask, bool).T.ravel().astype(np.int8)
+    runs = np.diff(np.r_[0, np.flatnonzero(np.diff(flat)) + 1, flat.size]).tolist()
+    if flat.size and flat[0]: runs = [0] + runs
+    return {"counts": [int(r) for r in runs], "size": [int(mask.shape[0]), int(mask.shape[1])]}
 
 def _write_coco(tmp: Path, cl, sz: dict, seed, bg_agreement, workers, truth: list) -> list:
     "COCO-style train2014/val2014 images + instances JSON; truth rows appended; returns the COCO-AB records."
@@ -378,7 +405,8 @@ def _write_coco(tmp: Path, cl, sz: dict, seed, bg_agreement, workers, truth: lis
             for c, m in objs:
                 x0, y0, x1, y1, _, _ = mask_box(m)
                 anns.append({"id": len(anns) + 1 + (0 if split == "train2014" else 10 ** 7), "image_id": iid,
-                             "category_id": cl[c]["coco_id"], "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float(m.sum()), "iscrowd": 0})
+                             "category_id": cl[c]["coco_id"], "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float(m.sum()), "iscrowd": 0,
+                             "segmentation": rle(m)})
                 truth.append({"split": f"coco_{split}", "file": str(p.relative_to(tmp)), "label": c, "wnid": cl[c]["wnid"],
                               "bg_class": bgc, "xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1,
                               "cx": float(np.nonzero(m)[1].mean() + .5), "cy": float(np.nonzero(m)[0].mean() + .5)})
@@ -415,6 +443,101 @@ def _reusable(root: Path, wf: Path, params: dict, force: bool) -> bool:
                               "what may not be a synthetic world. Choose an empty output folder.")
     return False
 
+# %% ../../nbs/luab/01_synth.ipynb #a6e223f5
+_OOD_CODE = {"v2": 20, "in_a": 21, "in_r": 22, "sketch": 23, "in_o": 24, "objnet": 25, "area": 26, "location": 27,
+             "rotation": 28, "real": 29, "objnet_blob": 30}
+IN_C_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast")
+
+def _blob(size, rng) -> np.ndarray:
+    "An irregular polygon that is no class's shape (IN-O's images)."
+    n, r = int(rng.integers(5, 9)), size * rng.uniform(0.15, 0.3)
+    cx, cy = rng.uniform(r + 1, size - r - 1, 2)
+    ang = np.sort(rng.uniform(0, 2 * math.pi, n))
+    im = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(im).polygon([(cx + r * rng.uniform(0.4, 1) * math.cos(a), cy + r * rng.uniform(0.4, 1) * math.sin(a)) for a in ang], fill=255)
+    return np.asarray(im) > 127
+
+def _ood_image(cl, label, kind, i, seed, S) -> Image.Image:
+    "One image of an OOD analogue (`kind` as _OOD_CODE)."
+    rng, K, cls = np.random.default_rng([int(seed), _OOD_CODE[kind], int(i)]), len(cl), cl[label]
+    other = int((label + rng.integers(1, K)) % K) if K > 1 else label
+    if kind == "v2": bgc, mask = (label if rng.random() < 0.8 else other), foreground_mask(cls, S, rng)
+    elif kind == "in_a": bgc, mask = other, shape_mask(cls, S, S * rng.uniform(0.12, 0.17), *rng.uniform(0.3 * S, 0.7 * S, 2), rng.uniform(0, 6.28))
+    elif kind in ("in_o", "objnet_blob"): bgc, mask = int(rng.integers(K)), _blob(S, rng)
+    elif kind == "objnet": bgc, mask = int(rng.integers(K)), shape_mask(cls, S, S * rng.uniform(0.2, 0.3), S / 2, S / 2, rng.uniform(0, 6.28))
+    elif kind == "area": bgc, mask = int(rng.integers(K)), shape_mask(cls, S, S * rng.uniform(0.08, 0.4), S / 2, S / 2, 0.0)
+    elif kind == "location":
+        r = 0.18 * S; bgc, mask = int(rng.integers(K)), shape_mask(cls, S, r, *rng.uniform(r + 1, S - r - 1, 2), 0.0)
+    elif kind == "rotation": bgc, mask = int(rng.integers(K)), shape_mask(cls, S, 0.24 * S, S / 2, S / 2, rng.uniform(0, 2 * math.pi))
+    else: bgc, mask = -1, foreground_mask(cls, S, rng)                       # in_r, sketch: no class background
+    if kind == "sketch": return compose(np.full((S, S, 3), 255.0), mask, (0, 0, 0), S)
+    if kind == "in_r": return compose(np.full((S, S, 3), 255.0) - rng.uniform(0, 60, 3), mask, _fg_color(rng) * 0.6, S)
+    img = compose(background(cl[bgc], S, rng), mask, _fg_color(rng), S)
+    if kind.startswith("objnet"): img = ImageOps.expand(img.crop((1, 1, S - 1, S - 1)), 1, fill=(255, 0, 0))   # the red frame
+    return img
+
+# %% ../../nbs/luab/01_synth.ipynb #e6884a43
+def _corrupt(img: Image.Image, name: str, severity: int, rng) -> Image.Image:
+    "ImageNet-C-style corruption of an image (gaussian_noise, defocus_blur or contrast) at severity 1..5."
+    a = np.asarray(img, float)
+    if name == "gaussian_noise": a = a + rng.normal(0, (8, 16, 28, 42, 60)[severity - 1], a.shape)
+    elif name == "contrast": a = (a - a.mean()) * (0.7, 0.5, 0.4, 0.3, 0.2)[severity - 1] + a.mean()
+    else: return img.filter(ImageFilter.GaussianBlur((0.5, 0.8, 1.2, 1.6, 2.2)[severity - 1]))
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+def _write_mappings(d: Path, cl):
+    "ObjectNet's mapping files for the analogue: folder obj_<class> -> ImageNet label; obj_blob maps to nothing."
+    d.mkdir(parents=True, exist_ok=True)
+    write_json(d / "folder_to_objectnet_label.json", {**{f"obj_{c['index']}": f"Thing {c['index']}" for c in cl}, "obj_blob": "Blob"})
+    write_json(d / "objectnet_to_imagenet_1k.json", {f"Thing {c['index']}": c["name"] for c in cl})
+    (d / "imagenet_to_label_2012_v2").write_text("".join(c["name"] + "\n" for c in cl))
+    write_json(d / "pytorch_to_imagenet_2012_id.json", {str(c["index"]): c["index"] for c in cl})
+
+def _write_ood(tmp: Path, cl, sz: dict, seed, truth: list) -> None:
+    "The evaluation sets' analogues under tmp/ood (layouts in the table above)."
+    K, S, n, o = sz["classes"], sz["image_size"], sz["test_images"], tmp / "ood"
+    half_a, half_r = list(range(0, K, 2)), (list(range(1, K, 2)) or [0])
+    sets = {"v2": ("imagenet_v2", range(K), lambda c: str(c["index"]), ".jpeg"),
+            "in_a": ("imagenet_a", half_a, lambda c: c["wnid"], ".jpg"), "in_r": ("imagenet_r", half_r, lambda c: c["wnid"], ".jpg"),
+            "sketch": ("imagenet_sketch/sketch", range(K), lambda c: c["wnid"], ".JPEG"),
+            "in_o": ("imagenet_o", half_a, lambda c: c["wnid"], ".jpg"), "objnet": ("objectnet/images", range(K), lambda c: f"obj_{c['index']}", ".png"),
+            **{f: (f"si_score/{f}", range(K), lambda c: c["wnid"], ".jpg") for f in ("area", "location", "rotation")}}
+    for kind, (folder, labels, name, ext) in sets.items():
+        labels = list(labels)
+        for i in range(n):
+            label = labels[i % len(labels)]
+            blob = kind == "objnet" and i % 7 == 6                              # ObjectNet classes ImageNet lacks
+            img = _ood_image(cl, label, "objnet_blob" if blob else kind, i, seed, S)
+            sub = "obj_blob" if blob else name(cl[label])
+            p = o / folder / sub / f"{kind}_{i:06d}{ext}"
+            p.parent.mkdir(parents=True, exist_ok=True); img.save(p, format="PNG" if ext == ".png" else "JPEG", quality=92)
+    _write_mappings(o / "objectnet" / "mappings", cl)
+    _write_in_c(tmp, cl, sz, seed)
+    val = [r for r in truth if r["split"] == "val"]
+    rng = np.random.default_rng([int(seed), _OOD_CODE["real"]])
+    real = [[] if rng.random() < 0.05 else [r["label"]] + ([int(r["bg_class"])] if r["bg_class"] != r["label"] and rng.random() < 0.5 else [])
+            for r in sorted(val, key=lambda r: Path(r["file"]).name)]
+    write_json(o / "imagenet_real" / "real.json", real)
+
+def _write_in_c(tmp: Path, cl, sz: dict, seed):
+    "imagenet_c/<corruption>/<severity>/<wnid>/ from the first half of the val images."
+    K, S = sz["classes"], sz["image_size"]
+    for i in range(max(K, sz["test_images"] // 2)):
+        label = i % K
+        img = _single_image(cl, label, "val", i, seed, S, 0.9)[0]
+        for c in IN_C_CORRUPTIONS:
+            for sev in range(1, 6):
+                p = tmp / "ood" / "imagenet_c" / c / str(sev) / cl[label]["wnid"] / f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+                _save(_corrupt(img, c, sev, np.random.default_rng([int(seed), i, sev])), p)
+
+def eval_sets(root, # the world's folder
+             ) -> dict:
+    "{set key: path} of the world's evaluation sets, the keys `hhperc.luab.metrics.imagenet_columns` reads."
+    o = Path(root) / "ood"
+    return {"IN-1K": Path(root) / "imagenet" / "val", "IN-V2": o / "imagenet_v2", "IN-Real": o / "imagenet_real" / "real.json",
+            "IN-A": o / "imagenet_a", "IN-R": o / "imagenet_r", "Sketch": o / "imagenet_sketch", "IN-C": o / "imagenet_c",
+            "IN-O": o / "imagenet_o", "ObjNet": o / "objectnet", "SI-Score": o / "si_score", "BGC": Path(root) / "bg_challenge"}
+
 # %% ../../nbs/luab/01_synth.ipynb #c078aa38
 def make_objects(root, # output folder
                  scale: str = "smoke", # profile whose luab_* sizes to use
@@ -433,11 +556,12 @@ def make_objects(root, # output folder
     root = Path(root)
     sz = objects_sizes(scale, settings, classes=classes, train_images=train_images, test_images=test_images,
                        image_size=image_size, coco_images=coco_images)
-    params = {"version": 1, "seed": int(seed), "bg_agreement": float(bg_agreement), "no_xml": float(no_xml), **sz}
+    params = {"version": 2, "seed": int(seed), "bg_agreement": float(bg_agreement), "no_xml": float(no_xml), **sz}
     paths = {"imagenet": root / "imagenet", "imagenet_ab": root / "imagenet_ab", "bg_challenge": root / "bg_challenge",
              "coco": root / "coco", "coco_ab": root / "coco_ab.json",
              "coco_labels": root / "coco" / "annotations" / "instances_train2014.json",
-             "truth": root / "objects_truth.csv", "classes": root / "objects_classes.json", "world": root / "objects_world.json"}
+             "truth": root / "objects_truth.csv", "classes": root / "objects_classes.json", "world": root / "objects_world.json",
+             "ood": root / "ood", "eval": eval_sets(root)}
     if _reusable(root, paths["world"], params, force): return paths
     t0 = time.perf_counter()
     tmp = root / ".objects.tmp"
@@ -448,6 +572,7 @@ def make_objects(root, # output folder
     truth = []
     n_xml = _write_imagenet(tmp, cl, sz, seed, bg_agreement, no_xml, workers, truth)
     _write_bg_challenge(tmp, cl, sz, seed, bg_agreement, truth)
+    _write_ood(tmp, cl, sz, seed, truth)
     ab = _write_coco(tmp, cl, sz, seed, bg_agreement, workers, truth)
     write_coco_ab(ab, tmp / "coco_ab.json")
     write_csv(pd.DataFrame(truth), tmp / "objects_truth.csv")
