@@ -14,9 +14,10 @@ from ..formats import FormatError, ReadReport, safe_join, is_junk
 log = logging.getLogger("hhperc.formats")
 
 # %% auto #0
-__all__ = ['log', 'LABEL_FORM', 'WW_COLUMNS', 'WW_SOURCES', 'PHHI_COLUMNS', 'WALDO_ID', 'IMSITU_NAME', 'WW_ROW', 'name_spans',
-           'write_whos_waldo_sample', 'write_whos_waldo_splits', 'read_whos_waldo', 'read_waldo_wenda',
-           'write_waldo_wenda', 'read_phhi', 'write_phhi', 'read_imsitu_hhi', 'write_imsitu_hhi']
+__all__ = ['log', 'LABEL_FORM', 'WW_COLUMNS', 'WW_SOURCES', 'PHHI_COLUMNS', 'WALDO_ID', 'IMSITU_NAME', 'WW_ROW',
+           'PREDICTION_COLUMNS', 'name_spans', 'write_whos_waldo_sample', 'write_whos_waldo_splits', 'read_whos_waldo',
+           'read_waldo_wenda', 'write_waldo_wenda', 'read_phhi', 'write_phhi', 'read_imsitu_hhi', 'write_imsitu_hhi',
+           'read_predictions']
 
 # %% ../../nbs/hhi/00_formats.ipynb #7d4209a2
 LABEL_FORM = re.compile(r"^_ \S*ing [^_]*_[^_]*$")
@@ -313,3 +314,24 @@ def write_imsitu_hhi(names, # image names `<verb>_<n>.jpg`
                     ) -> Path:
     "Write a list of imSitu image names (`<verb>_<n>.jpg`), one per line."
     return write_text(path, "".join(f"{n}\n" for n in names))
+
+# %% ../../nbs/hhi/00_formats.ipynb #a2ae1f8c
+PREDICTION_COLUMNS = ["method", "id", "rank", "prediction"]
+
+def read_predictions(path, # a predictions CSV: method, id, rank, prediction [, score]
+                    ) -> pd.DataFrame:
+    "User predictions of other systems -> method, id, rank (int), prediction; bad rows skipped and counted."
+    p = Path(path)
+    rep = ReadReport(source=f"predictions {p}")
+    df = _read_csv(p, PREDICTION_COLUMNS, "predictions CSV (given with --param predictions_csv=FILE)", rep)
+    keep, ranks = [], []
+    for i, r in enumerate(df.itertuples(index=False)):
+        where = f"{p}:{i + 2}"
+        try: k = int(str(r.rank).strip()); assert k >= 1
+        except (ValueError, AssertionError): rep.skip(where, f"bad rank: {str(r.rank)[:10]!r}"); continue
+        if not str(r.prediction).strip() or not str(r.method).strip() or not str(r.id).strip(): rep.skip(where, "missing field"); continue
+        keep.append(i); ranks.append(k); rep.good()
+    out = df.iloc[keep][PREDICTION_COLUMNS].reset_index(drop=True).copy()
+    out["rank"] = pd.Series(ranks, dtype=int)
+    for c in ("method", "id", "prediction"): out[c] = out[c].str.strip()
+    return _finish(out, rep)
