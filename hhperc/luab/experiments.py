@@ -14,10 +14,12 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import PACKAGE_DIR, stable_hash, write_json
 from .formats import load_byproduct_index
 from .synth import make_objects
-from .data import ByproductImageFolder, CocoByproductDataset, coco_items, eval_transform, train_transform
+from .data import (ByproductImageFolder, CocoByproductDataset, add_byproduct_extras, coco_items, eval_transform,
+                              train_transform)
 from .model import VIT_SIZES, default_patch, paper_name
 from .train import TrainConfig, train_luab
-from .metrics import BG_SPLITS, _folder, bg_challenge, coco_map, ood_top1, parse_ood_sets, top1
+from .metrics import (BG_SPLITS, COCO_COLUMNS, IMAGENET_COLUMNS, coco_columns, imagenet_columns, imagenet_eval_sets,
+                                 parse_ood_sets)
 
 log = logging.getLogger("hhperc.luab.experiments")
 
@@ -41,13 +43,13 @@ def luab_data(settings, # hhperc.config.Settings: [data] roots and the active pr
     key, ab = ("coco", "coco_ab") if coco else ("imagenet", "imagenet_ab")
     if settings.data(key) is not None and settings.data(ab) is not None:
         d = {"mode": "real", key: settings.data(key), ab: settings.data(ab), "bg_challenge": settings.data("bg_challenge"),
-             "ood": parse_ood_sets(settings.get("data", "ood_sets"))}
+             "ood": parse_ood_sets(settings.get("data", "ood_sets")), "eval": imagenet_eval_sets(settings)}
         for k in (key, ab):
             if not Path(d[k]).exists(): raise FileNotFoundError(f"[data] {k} = {d[k]} does not exist; fix the path or leave it empty for the synthetic world")
         return d
     w = make_objects(Path(data_dir) / "objects", scale=settings.profile, seed=seed, settings=settings)
     return {"mode": "synthetic", "imagenet": w["imagenet"], "imagenet_ab": w["imagenet_ab"], "bg_challenge": w["bg_challenge"],
-            "coco": w["coco"], "coco_ab": w["coco_ab"], "ood": {}}
+            "coco": w["coco"], "coco_ab": w["coco_ab"], "ood": {}, "eval": w["eval"]}
 
 # %% ../../nbs/luab/06_experiments.ipynb #489d81a0
 def _train_cfg(arch, variant, seed, sizes: dict, **kw):
@@ -56,21 +58,10 @@ def _train_cfg(arch, variant, seed, sizes: dict, **kw):
                        batch_size=int(sizes["batch"]), vit_depth=sizes.get("vit_depth") or None, patch_size=sizes.get("patch_size") or None,
                        device=sizes.get("device", "auto"), lam=float(sizes.get("lam", 1.0)), weights=sizes.get("weights"), **rec, **kw)
 
-def _imagenet_metrics(clf, data: dict, train, size: int) -> dict:
-    root, c2i = Path(data["imagenet"]), {c: k for k, c in enumerate(train.classes)}
-    dev = next(clf.parameters()).device
-    m = {"top-1" if data["mode"] != "real" else "IN-1K": top1(clf, _folder(root / "val", c2i, None, size), device=dev)}
-    if data.get("bg_challenge"):
-        cmap = None
-        cm = Path(data["bg_challenge"]) / "class_map.json"
-        if data["mode"] == "real" and cm.is_file():
-            cmap = {k: [c2i[v] if isinstance(v, str) else int(v) for v in vs] for k, vs in json.loads(cm.read_text()).items()}
-        bg = bg_challenge(clf, data["bg_challenge"], None if cmap else c2i, cmap, size=size, device=dev,
-                          splits=("mixed_same", "mixed_rand", "only_fg"))
-        m.update({k: v for k, v in bg.items() if k in ("mixed_same", "mixed_rand", "only_fg", "BGC-gap")})
-    for name, path in (data.get("ood") or {}).items():
-        m[name] = ood_top1(clf, path, train.classes, size=size, device=dev)
-    return m
+def _imagenet_metrics(clf, data: dict, train, size: int) -> tuple[dict, dict]:
+    "({column: value}, {column: note}) for the 15 columns of the ImageNet table (hhperc.luab.metrics.imagenet_columns)."
+    cols = imagenet_columns(clf, data.get("eval") or {}, train.classes, size=size, device=next(clf.parameters()).device)
+    return {k: v["value"] for k, v in cols.items()}, {k: v["note"] for k, v in cols.items()}
 
 def run_imagenet(data: dict, # from `luab_data`
                  arch: str, # architecture name
@@ -80,17 +71,22 @@ def run_imagenet(data: dict, # from `luab_data`
                  run_dir, # this run's folder: metrics.json and last.pt
                  cache_dir, # cache of the byproduct index
                  keep_checkpoint: bool = False, # keep last.pt once metrics.json is written
+                 extras: Sequence[str] = (), # extra byproduct targets (log_hover_s, log_track), each with its Rand counterpart
                 ) -> dict:
     "Train one ImageNet-style model and evaluate it; cached in run_dir/metrics.json."
     run_dir = Path(run_dir); done = run_dir / "metrics.json"
     if done.exists(): return json.loads(done.read_text())
     index = load_byproduct_index(data["imagenet_ab"], cache_dir, workers=1 if data["mode"] != "real" else 0)
+    if extras: index = add_byproduct_extras(index)[0]
     size = int(sizes["image_size"])
-    train = ByproductImageFolder(Path(data["imagenet"]) / "train", index, train_transform(size))
-    cfg = _train_cfg(arch, variant, seed, sizes, num_classes=len(train.classes))
+    train = ByproductImageFolder(Path(data["imagenet"]) / "train", index, train_transform(size), extra_columns=tuple(extras))
+    if variant != "base" and train.coverage == 0:
+        raise ValueError(f"{variant}: no training image under {Path(data['imagenet']) / 'train'} has a click in {data['imagenet_ab']}; "
+                         "the byproduct index matches none of the image names (check [data] imagenet and imagenet_ab)")
+    cfg = _train_cfg(arch, variant, seed, sizes, num_classes=len(train.classes), n_extra=len(extras))
     r = train_luab(train, cfg, out_dir=run_dir, progress=False)
-    m = _imagenet_metrics(r["model"].classifier().eval(), data, train, size)
-    rec = {"arch": arch, "variant": variant, "seed": seed, "metrics": m, "click_coverage": train.coverage,
+    m, notes = _imagenet_metrics(r["model"].classifier().eval(), data, train, size)
+    rec = {"arch": arch, "variant": variant, "seed": seed, "metrics": m, "notes": notes, "click_coverage": train.coverage, "extras": list(extras),
            "train_images": len(train), "history": r["history"], "config": {k: v for k, v in vars(cfg).items()}}
     write_json(done, rec)
     if not keep_checkpoint and (run_dir / "last.pt").exists(): (run_dir / "last.pt").unlink()
@@ -104,7 +100,7 @@ def run_coco(data: dict, # from `luab_data(coco=True)` (the synthetic world has 
              sizes: dict, # from `profile_sizes`
              run_dir, # this run's folder
              keep_checkpoint: bool = False, # keep last.pt once metrics.json is written
-             drop_outside_labels: bool = False, # ignore clicks on classes the image is not labelled with
+             drop_outside_labels: bool = False, # the reference loader's quirk: a class whose click left the crop loses its label
             ) -> dict:
     "Train one multi-label COCO-style model (80 outputs, 80 click points) and report mAP; cached in run_dir/metrics.json."
     run_dir = Path(run_dir); done = run_dir / "metrics.json"
@@ -117,8 +113,10 @@ def run_coco(data: dict, # from `luab_data(coco=True)` (the synthetic world has 
     cfg = _train_cfg(arch, variant, seed, sizes, num_classes=80, multilabel=True, n_points=80)
     r = train_luab(train, cfg, out_dir=run_dir, progress=False)
     clf = r["model"].classifier().eval()
-    m = {"mAP": coco_map(clf, val, device=next(clf.parameters()).device)}
-    rec = {"arch": arch, "variant": variant, "seed": seed, "metrics": m, "train_images": len(train),
+    cols = coco_columns(clf, data["coco"], "val2014", size=size, device=next(clf.parameters()).device)
+    m, notes = {k: v["value"] for k, v in cols.items()}, {k: v["note"] for k, v in cols.items()}
+    rec = {"arch": arch, "variant": variant, "seed": seed, "metrics": m, "notes": notes, "train_images": len(train),
+           "drop_outside_labels": drop_outside_labels,
            "click_coverage": float(np.mean([it["has_point"].any() for it in tr_items])), "history": r["history"],
            "config": {k: v for k, v in vars(cfg).items()}}
     write_json(done, rec)
@@ -130,19 +128,20 @@ VARIANT_NAMES = {"base": "base", "rand": "Rand", "luab": "LUAB"}
 
 def summarize(records: Sequence[dict], # run records (from run_imagenet / run_coco), several seeds each
              ) -> list[dict]:
-    "Per (architecture, variant, metric): mean, sample std and n over seeds, rows named as in paper_figures.csv."
-    groups = {}
-    first = ("top-1", "IN-1K", "mAP", *BG_SPLITS, "BGC-gap")
+    "Per (architecture, variant, metric): mean, sample std and n over seeds (NaN: declared unknown, with its note)."
+    groups, notes = {}, {}
+    first = ("top-1", *IMAGENET_COLUMNS, *COCO_COLUMNS, *BG_SPLITS)
     canonical = lambda k: (first.index(k) if k in first else len(first), k)   # same order whether fresh or restored from JSON
     for r in records:
         for k in sorted(r["metrics"], key=canonical):
-            v = r["metrics"][k]
-            groups.setdefault((paper_name(r["arch"]), VARIANT_NAMES.get(r["variant"], r["variant"]), k), []).append(float(v))
+            g = (paper_name(r["arch"]), VARIANT_NAMES.get(r["variant"], r["variant"]), k)
+            groups.setdefault(g, []).append(float(r["metrics"][k]))
+            notes.setdefault(g, (r.get("notes") or {}).get(k, ""))
     out = []
     for (row, var, met), vals in groups.items():
-        a = np.asarray(vals, dtype=float)
-        out.append({"row": row, "variant": var, "metric": met, "value": float(a.mean()),
-                    "std": float(a.std(ddof=1)) if len(a) > 1 else float("nan"), "n": len(a)})
+        a = np.asarray(vals, dtype=float); a = a[np.isfinite(a)]
+        out.append({"row": row, "variant": var, "metric": met, "value": float(a.mean()) if len(a) else float("nan"),
+                    "std": float(a.std(ddof=1)) if len(a) > 1 else float("nan"), "n": len(a), "note": notes[(row, var, met)]})
     return out
 
 # %% ../../nbs/luab/06_experiments.ipynb #30108c56
@@ -217,6 +216,8 @@ def experiment_grid(data: dict, # from `luab_data`
                     coco: bool = False, # COCO multi-label runs instead of ImageNet
                     log=print, # where the one-line summary of each run goes
                     keep_checkpoints: bool = False, # keep each run's last.pt
+                    drop_outside_labels: bool = False, # COCO: the reference loader's label-drop quirk
+                    extras: Sequence[str] = (), # ImageNet: extra byproduct targets (log_hover_s, log_track)
                    ) -> list[dict]:
     "Train + evaluate every (arch, variant, seed); each run cached under runs_root/<key>/ (resumable)."
     data_key = {k: str(v) for k, v in data.items() if k != "ood"}
@@ -227,11 +228,13 @@ def experiment_grid(data: dict, # from `luab_data`
     for arch in archs:
         for variant in variants:
             for seed in seeds:
-                key = stable_hash("coco" if coco else "imagenet", code, data_key, arch, variant, seed, sizes)
+                opts = {"drop_outside_labels": drop_outside_labels} if coco else {"extras": list(extras)}
+                key = stable_hash("coco" if coco else "imagenet", code, data_key, arch, variant, seed, sizes,
+                                  *([opts] if drop_outside_labels or extras else []))   # old keys stay valid when both are off
                 d = Path(runs_root) / key
                 t = time.perf_counter()
-                if coco: rec = run_coco(data, arch, variant, seed, sizes, d, keep_checkpoints)
-                else: rec = run_imagenet(data, arch, variant, seed, sizes, d, cache_dir, keep_checkpoints)
+                if coco: rec = run_coco(data, arch, variant, seed, sizes, d, keep_checkpoints, drop_outside_labels)
+                else: rec = run_imagenet(data, arch, variant, seed, sizes, d, cache_dir, keep_checkpoints, extras)
                 log(f"{arch:10s} {variant:5s} seed {seed}: " + ", ".join(f"{k} {v:.1f}" for k, v in rec["metrics"].items())
                     + f"  ({time.perf_counter() - t:.1f} s)")
                 out.append(rec)
@@ -239,7 +242,7 @@ def experiment_grid(data: dict, # from `luab_data`
 
 # %% ../../nbs/luab/06_experiments.ipynb #e4f76948
 def closing_note(tab, # long table from `summarize` (a DataFrame)
-                 metrics=("top-1", "IN-1K", "mAP", "BGC-gap"), # metrics to compare, in this order
+                 metrics=("top-1", "IN-1K", "mAP", "BGC-gap", "V^avg"), # metrics to compare, in this order
                 ) -> str:
     "One sentence per architecture: LUAB and Rand minus base on each metric (mean over seeds, with the larger std)."
     lines = []
