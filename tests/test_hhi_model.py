@@ -131,8 +131,19 @@ def test_hhi_benchmark_notebook_smoke(run_paper, tmp_path):
     t = pd.read_csv(out / "tables" / "hhi_benchmark.csv")
     rows = set(t["row"])
     assert {"Extractor (rules)", "Summariser (text)", "CLIPCap (pHHI)", "CoFormer"} <= rows
+    # the paper's baselines run on tiny checkpoints in ClipCap's layout, labelled tiny
+    baselines = {"CLIPCap (COCO)", "CLIPCap (CC)", "CLIPCap (CC+WW)", "CLIPCap (CC+pHHI)", "EncDec (pHHI)"}
+    assert baselines <= rows
     assert t["paper"].isna().all()
-    assert set(t.loc[t.row == "CLIPCap (pHHI)", "mode"]) <= {"synthetic+tiny"}
+    for r in baselines | {"CLIPCap (pHHI)"}:
+        assert set(t.loc[t.row == r, "mode"]) == {"synthetic+tiny"}, r
+    # several interactions per image: post-filtered and diverse beams, for every image model
+    for how in ("post-filter", "diverse beams"):
+        for m in ("recall", "distinct", "dissimilarity"):
+            got = set(t.loc[t.metric == f"{m}@k3 {how}", "row"])
+            assert baselines | {"CLIPCap (pHHI)"} <= got, (m, how, got)
+    d = t[t.metric.str.startswith("distinct@k3")]
+    assert ((d.value.dropna() > 0) & (d.value.dropna() <= 1)).all() and d.value.notna().any()
     assert t.loc[t.metric.str.startswith("bleurt"), "value"].isna().all()        # no BLEURT model offline
     assert {"similarity@1", "similarity@5", "similarity@8", "p_entail@8", "coverage"} <= set(t.metric)
     assert {"ww", "cc", "coco", "overall", "imsitu"} <= set(t.variant)

@@ -421,8 +421,8 @@ def load_clipcap(path,                             # a ClipCap checkpoint
                                          n_positions=gpt["transformer.wpe.weight"].shape[0], n_inner=gpt["transformer.h.0.mlp.c_fc.weight"].shape[1],
                                          bos_token_id=bos_id(tok), eos_token_id=eos_id(tok), pad_token_id=pad_id(tok)))
     else: dec, tok = load_decoder(decoder_setting)
-    if wte.shape[0] != dec.get_input_embeddings().weight.shape[0]:
-        raise FormatError(path, f"GPT-2 weights with the vocabulary of [models] decoder ({dec.get_input_embeddings().weight.shape[0]} tokens)",
+    if wte.shape[0] != len(tok):
+        raise FormatError(path, f"GPT-2 weights with the vocabulary of the decoder's tokenizer ({len(tok)} tokens)",
                           f"{wte.shape[0]} tokens", f"Use the decoder the checkpoint was trained with, or --set models.{setting}=PATH")
     missing = [k for k in dec.load_state_dict(gpt, strict=False).missing_keys if k != "lm_head.weight"]
     if missing: raise FormatError(path, "every GPT-2 weight under gpt.", f"none for {missing[0]}", f"--set models.{setting}=PATH")
