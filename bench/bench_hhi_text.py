@@ -49,10 +49,11 @@ def _bare_loop(model, tok, caps, tgts, epochs, batch_size, lr):
 
 def bench_summariser(n_pairs: int = 512, epochs: int = 3, batch_size: int = 16):
     import torch
-    from hhperc.hhi.text import grammar_pairs, filter_pairs, word_tokenizer, small_t5, train_summarizer, NAMES_B
+    from hhperc.hhi.text import grammar_pairs, filter_pairs, word_tokenizer, small_t5, train_summarizer
+    from hhperc.hhi.synth import FIRST_NAMES
     kept, _ = filter_pairs(grammar_pairs(n_pairs, seed=0), strip_pps=True)
     caps, tgts = kept.caption.tolist(), kept.target.tolist()
-    tok = word_tokenizer(caps + tgts + NAMES_B)
+    tok = word_tokenizer(caps + tgts + FIRST_NAMES)
     steps = epochs * -(-len(caps) // batch_size)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)                   # as train_summarizer does for a small model on CPU

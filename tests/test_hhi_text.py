@@ -172,11 +172,11 @@ def test_readers_never_crash_on_fuzz(tmp_path):
     ("[NAME] is seen hugging [NAME] on May 3, 2010.", ["_ hugging _"]),
     ("[NAME] and [NAME] shake hands in Paris.", ["_ shaking hands with _"]),
     ("[NAME] helped [NAME] up.", ["_ helping _ up"]),
-    ("[NAME] is carried by [NAME].", []),
+    ("[NAME] is carried by [NAME].", ["_ carrying _"]),      # a short passive: the agent carries
     ("[NAME] and [NAME] at the premiere.", []),
 ])
 def test_extractor_cases(caption, want):
-    """Labels written by hand for typical news phrasings (and two captions that state no interaction)."""
+    """Labels written by hand for typical news phrasings (and a caption that states no interaction)."""
     assert hhi.extract_interactions(caption, method="rules") == want
 
 

@@ -11,15 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .synth import CaptionGrammar, NAMES_A, NAMES_B, interactions as synth_interactions
+from .synth import CaptionGrammar, FIRST_NAMES, NAMES_A, NAMES_B, random_names, interactions as synth_interactions
 from .extract import extract_interactions, filter_reason, normalise_interaction, strip_nameless_pps
 
 log = logging.getLogger("hhperc.hhi.pairs")
 
 # %% auto #0
 __all__ = ['log', 'STAGE_A_SAMPLING', 'STAGE_B_SAMPLING', 'STAGE_B_TEMPLATE', 'STAGE_B_QUERY', 'name_label', 'stage_a_prompt',
-           'stage_a_reason', 'filter_stage_a', 'stage_b_prompt', 'filter_stage_b', 'names_in', 'PairStore', 'generate',
-           'in_context_examples', 'llm_pairs', 'grammar_pairs', 'nli_entailment', 'filter_pairs']
+           'stage_a_reason', 'first_line', 'filter_stage_a', 'stage_b_prompt', 'filter_stage_b', 'names_in',
+           'PairStore', 'newline_id', 'generate', 'in_context_examples', 'stage_b_sample', 'llm_pairs', 'grammar_pairs',
+           'nli_entailment', 'unknown_name', 'filter_pairs']
 
 # %% ../../nbs/hhi/02b_pairs.ipynb #e89571ae
 STAGE_A_SAMPLING = dict(do_sample=True, top_p=0.95, temperature=1.0, no_repeat_ngram_size=3, max_new_tokens=200)
@@ -49,27 +50,31 @@ def stage_a_reason(line: str,      # one generated line
     "Why a stage A line is dropped (None: kept)."
     a, b = names[0], names[1]
     if not re.match(rf"^{re.escape(a)} .* {re.escape(b)}", line): return f"not '{a} ... {b}'"
-    if len(re.findall(rf"\b{re.escape(a)}\b", line)) != 1 or len(re.findall(rf"\b{re.escape(b)}\b", line)) != 1: return "a name twice"
+    if line.count(a) != 1 or line.count(b) != 1: return "a name twice"
+    rest = line.replace(a, "").replace(b, "")
+    if rest != rest.lower(): return "another capital letter"
     if "ing" not in line: return "no 'ing'"
+    if line.endswith((" the", " a")): return "ends in 'the'/'a'"
     return None
 
 # %% ../../nbs/hhi/02b_pairs.ipynb #74271fee
-def filter_stage_a(text: str,                     # a stage A generation (several lines)
+def first_line(text: str, # a generation
+              ) -> str:
+    "The generation up to its first line end, stripped (the authors' generations stop there)."
+    return text.strip().split("\n")[0].strip()
+
+def filter_stage_a(text: str,                     # a stage A generation
                    names=NAMES_A,                 # the names of the prompt
-                   counts: Counter | None = None, # if given, reasons (and "kept") are counted into it
+                   counts: Counter | None = None, # if given, the reason (or "kept") is counted into it
                   ) -> list[str]:
-    "Lines of a stage A generation that pass the stage A rules."
-    out = []
-    for line in text.split("\n"):
-        line = line.strip()
-        if not line: continue
-        why = stage_a_reason(line, names)
-        if counts is not None: counts[why or "kept"] += 1
-        if why is None: out.append(line)
-    return out
+    "The first line of a stage A generation, in a list, when it passes the stage A rules (else [])."
+    line = first_line(text)
+    why = stage_a_reason(line, names) if line else "empty"
+    if counts is not None: counts[why or "kept"] += 1
+    return [] if why else [line]
 
 # %% ../../nbs/hhi/02b_pairs.ipynb #ee710c7b
-STAGE_B_SAMPLING = dict(do_sample=True, top_p=0.95, temperature=0.7, max_new_tokens=60)
+STAGE_B_SAMPLING = dict(do_sample=True, top_p=0.95, temperature=0.7, no_repeat_ngram_size=3, max_new_tokens=200)
 STAGE_B_TEMPLATE = "Caption of image showing {interaction}:\n{caption}\n\n"
 STAGE_B_QUERY = "Caption of image showing {interaction}:\n"
 
@@ -83,9 +88,9 @@ def stage_b_prompt(examples: list[tuple[str, str]],  # in-context (interaction, 
 def filter_stage_b(text: str,  # a stage B generation
                    names,      # names the caption must contain
                   ) -> str | None:
-    "The caption of a stage B generation (up to the first blank line) if it contains every name, else None."
-    cap = text.split("\n\n")[0].split("\nCaption of image showing")[0].strip().split("\n")[0].strip()
-    if not cap: return None
+    "The caption of a stage B generation (its first line) if it contains every name as a word, else None."
+    cap = first_line(text)
+    if not cap or len(names) < 2: return None
     return cap if all(re.search(rf"\b{re.escape(n)}\b", cap) for n in names) else None
 
 # %% ../../nbs/hhi/02b_pairs.ipynb #89b26541
@@ -117,11 +122,18 @@ class PairStore:
     def __len__(self): return len(self.records)
 
 # %% ../../nbs/hhi/02b_pairs.ipynb #9bb7fd16
+def newline_id(tok, # a HF tokenizer
+              ) -> int | None:
+    "The token id of a line end when the tokenizer has one single token for it (GPT-2, GPT-Neo: 198), else None."
+    ids = tok("\n", add_special_tokens=False)["input_ids"]
+    return ids[0] if len(ids) == 1 else None
+
 def generate(model, tok,            # a HF causal LM and its tokenizer
              prompts: list[str],    # one batch of prompts
              sampling: dict,        # `generate` keywords (STAGE_A_SAMPLING, STAGE_B_SAMPLING)
              seed: int = 0,         # torch seed set before sampling
              device=None,           # default: the model's device
+             stop_at_newline: bool = True, # end each continuation at its first line end (the authors' EOS)
             ) -> list[str]:
     "Continuations of `prompts` (one batch) with HF `generate` and the given sampling settings."
     import torch
@@ -139,27 +151,44 @@ def generate(model, tok,            # a HF causal LM and its tokenizer
     finally: tok.padding_side, tok.truncation_side = side, tside
     enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if stop_at_newline and (nl := newline_id(tok)) is not None: sampling["eos_token_id"] = nl
     torch.manual_seed(seed)
     with torch.no_grad(): out = model.generate(**enc, **sampling, pad_token_id=pad)
     return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
-# %% ../../nbs/hhi/02b_pairs.ipynb #976fa844
-def in_context_examples(captions,        # Who's Waldo captions with `[NAME]` masks
-                        names=NAMES_A,   # names given back to the masks
+# %% ../../nbs/hhi/02b_pairs.ipynb #5ea85e5b
+def in_context_examples(captions,         # Who's Waldo train-split captions with `[NAME]` masks
                         limit: int = 200, # at most this many examples
+                        method: str = "auto", # the extractor (`extract_interactions`)
                        ) -> list[tuple[str, str]]:
-    "(interaction, caption) examples for stage B: two-name captions whose interaction the extractor finds."
+    "(label, caption) examples for stage B, names still masked: two-name captions whose interaction the extractor finds."
     out = []
     for cap in captions:
         if cap.count("[NAME]") != 2: continue
-        ex = extract_interactions(cap)
-        if not ex: continue
-        it = iter(names); c = re.sub(r"\[NAME\]", lambda m: next(it), cap)
-        out.append((name_label(ex[0], names), c))
+        ex = extract_interactions(cap, method)
+        if ex: out.append((ex[0], cap))
         if len(out) >= limit: break
     return out
 
 # %% ../../nbs/hhi/02b_pairs.ipynb #a28833b2
+def stage_b_sample(examples: list[tuple[str, str]], # masked (label, caption) examples (`in_context_examples`)
+                   label: str,                      # the new interaction, masked (`_ hugging _`)
+                   seed: int,                       # the sample's seed: its examples and names
+                   k: int = 10,                     # in-context examples
+                  ) -> tuple[str, list[str], str]:
+    "(named interaction, its names, prompt) of one stage B sample; random names per example and per query."
+    rng = random.Random(seed)
+    shots = rng.sample(examples, min(k, len(examples)))
+    named = []
+    for j, (lab, cap) in enumerate(shots):
+        nm = random_names(max(2, cap.count("[NAME]")), f"{seed}:{j}")
+        it = iter(nm)
+        named.append((name_label(lab, nm), re.sub(r"\[NAME\]", lambda m: next(it), cap)))
+    names = random_names(2, f"{seed}:query")
+    interaction = name_label(label, names)
+    return interaction, names, stage_b_prompt(named, interaction)
+
+# %% ../../nbs/hhi/02b_pairs.ipynb #ee0533fc
 def _batches(xs, n):
     for i in range(0, len(xs), n): yield xs[i:i + n]
 
@@ -170,7 +199,8 @@ def _stage_a_lines(model, tok, labels, seeds, store, batch_size, k, names, sampl
         prompts = [stage_a_prompt(labels, s, k, names) for s in chunk]
         outs = generate(model, tok, prompts, sampling, seed=chunk[0])
         store.add_many([dict(stage="A", seed=s, prompt=p, output=o) for s, p, o in zip(chunk, prompts, outs)])
-    return list(dict.fromkeys(l for s in seeds for l in filter_stage_a(store.get("A", s)["output"], names, counts)))
+    lines = [l for s in seeds for l in filter_stage_a(store.get("A", s)["output"], names, counts)]
+    return list(dict.fromkeys(normalise_interaction(l, names[:2]) for l in lines))
 
 # %% ../../nbs/hhi/02b_pairs.ipynb #a33d321d
 def llm_pairs(model, tok,                         # a HF causal LM and its tokenizer
@@ -188,18 +218,16 @@ def llm_pairs(model, tok,                         # a HF causal LM and its token
     sa, sb = {**STAGE_A_SAMPLING, **(stage_a or {})}, {**STAGE_B_SAMPLING, **(stage_b or {})}
     counts = Counter()
     lines = _stage_a_lines(model, tok, labels, [seed + i for i in range(n_prompts)], store, batch_size, k, names, sa, counts)
-    bseeds = [(seed + i, line) for i, line in enumerate(lines)]
-    todo = [(s, l) for s, l in bseeds if not store.has("B", s) or store.get("B", s).get("interaction") != l]
+    samples = [(seed + i, *stage_b_sample(examples, lab, seed + i, k)) for i, lab in enumerate(lines)]
+    todo = [x for x in samples if not store.has("B", x[0]) or store.get("B", x[0]).get("interaction") != x[1]]
     for chunk in _batches(todo, batch_size):
-        prompts = [stage_b_prompt(random.Random(s).sample(examples, min(k, len(examples))), l) for s, l in chunk]
-        outs = generate(model, tok, prompts, sb, seed=chunk[0][0])
-        store.add_many([dict(stage="B", seed=s, interaction=l, prompt=p, output=o) for (s, l), p, o in zip(chunk, prompts, outs)])
+        outs = generate(model, tok, [p for *_, p in chunk], sb, seed=chunk[0][0])
+        store.add_many([dict(stage="B", seed=s, interaction=i, names=n, prompt=p, output=o) for (s, i, n, p), o in zip(chunk, outs)])
     rows = []
-    for s, l in bseeds:
-        nm = names_in(l, names)
+    for s, inter, nm, _ in samples:
         cap = filter_stage_b(store.get("B", s)["output"], nm)
         counts["stage B kept" if cap else "stage B: caption lacks a name"] += 1
-        if cap: rows.append(dict(seed=s, interaction=l, caption=cap, names=nm, source="llm"))
+        if cap: rows.append(dict(seed=s, interaction=inter, caption=cap, names=nm, source="llm"))
     return pd.DataFrame(rows, columns=["seed", "interaction", "caption", "names", "source"]), counts
 
 # %% ../../nbs/hhi/02b_pairs.ipynb #536e3876
@@ -233,11 +261,21 @@ def nli_entailment(nli,                    # (model, tokenizer, label ids) from 
     return np.concatenate(out) if out else np.zeros(0)
 
 # %% ../../nbs/hhi/02b_pairs.ipynb #1d3f2cef
+def unknown_name(interaction: str, # an interaction line with names
+                 names,            # the names of its pair
+                ) -> str | None:
+    "The first capitalised word of `interaction` that is not one of `names` (or a name's possessive), else None."
+    names = set(names)
+    return next((w for w in interaction.replace("\u2019", "'").split()
+                 if w != w.lower() and w not in names and not (w.endswith("'s") and w[:-2] in names)), None)
+
+# %% ../../nbs/hhi/02b_pairs.ipynb #ab6dbeac
 def filter_pairs(pairs: pd.DataFrame,           # columns interaction, caption, names
                  nli=None,                      # an MNLI model (`load_nli`); None skips the entailment rule
                  threshold: float = 0.5,        # P(entailment) a pair must exceed
                  strip_pps: bool = False,       # also drop name-less prepositional phrases
-                 extra_names=NAMES_A + NAMES_B, # masked besides each pair's own names
+                 extra_names=(),                # masked besides each pair's own names
+                 nlp=None,                      # a spaCy pipeline for the PP-free variant (None: without a parser)
                 ) -> tuple[pd.DataFrame, Counter]:
     "Apply the C.3 filters; returns the kept pairs with a `target` label and counts per rule."
     counts = Counter(total=len(pairs))
@@ -251,9 +289,11 @@ def filter_pairs(pairs: pd.DataFrame,           # columns interaction, caption, 
     targets = []
     for i, r in df.iterrows():
         names = list(r["names"]) if isinstance(r.get("names"), (list, tuple)) else []
-        lab = normalise_interaction(str(r["interaction"]).strip(), names + list(extra_names)) if keep[i] else ""
-        if keep[i] and strip_pps: lab = strip_nameless_pps(lab)
-        why = filter_reason(lab) if keep[i] else None
+        raw = str(r["interaction"]).strip()
+        why = "unknown name" if unknown_name(raw, names + list(extra_names)) else "in this" if "in this" in raw.lower() else None
+        lab = normalise_interaction(raw, names + list(extra_names)) if keep[i] and not why else ""
+        why = (why or filter_reason(lab)) if keep[i] else None
+        if keep[i] and not why and strip_pps: lab = strip_nameless_pps(lab, nlp); why = filter_reason(lab)   # the rules first, as the authors
         if why: counts[why] += 1; keep[i] = False
         targets.append(lab if keep[i] else "")
     df["target"] = targets

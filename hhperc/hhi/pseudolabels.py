@@ -10,18 +10,25 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from .synth import CaptionGrammar, NAMES_B, interactions as synth_interactions
+from .synth import CaptionGrammar, NAMES_B, random_names, interactions as synth_interactions
 from .extract import extract_interactions, filter_reason, normalise_interaction
 from .summariser import Summarizer
 
 # %% auto #0
-__all__ = ['name_caption', 'phhi_weights', 'pseudo_label', 'verb_of', 'label_scores', 'extractor_predictions', 'heldout_captions']
+__all__ = ['caption_names', 'name_caption', 'phhi_weights', 'pseudo_label', 'excluded_ids', 'verb_of', 'label_scores',
+           'extractor_predictions', 'heldout_captions']
 
 # %% ../../nbs/hhi/02d_pseudolabels.ipynb #984a29ed
+def caption_names(caption: str, # a Who's Waldo caption with `[NAME]` masks
+                 ) -> list[str]:
+    "The random names this caption's masks get (one per mask, at least two; drawn from the caption's text)."
+    return random_names(max(2, caption.count("[NAME]")), f"caption:{caption}")
+
 def name_caption(caption: str,  # a Who's Waldo caption with `[NAME]` masks
-                 names=NAMES_B, # names in order (cycled when there are more masks)
+                 names=None,    # names in order (cycled when there are more masks); None: `caption_names`
                 ) -> str:
-    "`[NAME] hugs [NAME]` -> `Adam hugs Bob` (the k-th mask gets the k-th name)."
+    "`[NAME] hugs [NAME]` -> `Olivia hugs Simon` (the k-th mask gets the k-th name)."
+    names = names or caption_names(caption)
     k = iter(range(10 ** 6))
     return re.sub(r"\[NAME\]", lambda m: names[next(k) % len(names)], caption)
 
@@ -41,23 +48,37 @@ def phhi_weights(labels,   # the pseudo-label of each sample
 # %% ../../nbs/hhi/02d_pseudolabels.ipynb #13b9415b
 def pseudo_label(captions_df: pd.DataFrame, # Who's Waldo samples: `id`, `caption`
                  summarizer,                # a `Summarizer`, any callable captions -> labels, or (model, tokenizer)
-                 names=NAMES_B,             # names given to the masks (and masked again in the output)
+                 names=None,                # fixed names for every caption; None: `caption_names` per caption
+                 exclude_ids=(),            # ids never labelled (`excluded_ids`: the benchmark's and the ignore list)
                 ) -> pd.DataFrame:
-    "Captions -> DataFrame(id, pseudolabel, weight); unusable outputs are dropped and counted in `attrs`."
+    "Captions -> DataFrame(id, pseudolabel, weight); excluded ids and unusable outputs are dropped and counted in `attrs`."
+    ex = {str(i) for i in exclude_ids}
     ids, caps = captions_df["id"].astype(str).tolist(), captions_df["caption"].astype(str).tolist()
-    uniq = list(dict.fromkeys(caps))
+    keep = [(i, c) for i, c in zip(ids, caps) if i not in ex]
+    uniq = list(dict.fromkeys(c for _, c in keep))
+    nm = {c: names or caption_names(c) for c in uniq}
     summ = summarizer if callable(summarizer) and not isinstance(summarizer, tuple) else Summarizer(*summarizer[:2])
-    outs = dict(zip(uniq, summ([name_caption(c, names) for c in uniq]))) if uniq else {}
+    outs = dict(zip(uniq, summ([name_caption(c, nm[c]) for c in uniq]))) if uniq else {}
     dropped, rows = Counter(), []
-    for i, c in zip(ids, caps):
-        lab = normalise_interaction(outs[c], names)
+    for i, c in keep:
+        lab = normalise_interaction(outs[c], nm[c])
         why = filter_reason(lab)
         if why: dropped[why] += 1; continue
         rows.append((i, lab, c))
     df = pd.DataFrame(rows, columns=["id", "pseudolabel", "caption"])
     df["weight"] = phhi_weights(df.pseudolabel, df.caption)
     out = df[["id", "pseudolabel", "weight"]]
-    out.attrs["dropped"] = dict(dropped); out.attrs["n_in"] = len(ids)
+    out.attrs["dropped"] = dict(dropped); out.attrs["n_in"] = len(ids); out.attrs["excluded"] = len(ids) - len(keep)
+    return out
+
+# %% ../../nbs/hhi/02d_pseudolabels.ipynb #9c4c9651
+def excluded_ids(benchmark: pd.DataFrame | None = None, # Waldo and Wenda rows (`read_waldo_wenda`): source, id
+                 ignore_file=None,                      # a text file of Who's Waldo ids, one per line
+                ) -> set[str]:
+    "Who's Waldo ids that pHHI must not contain: the benchmark's and the ignore list's."
+    out = set()
+    if benchmark is not None and len(benchmark): out |= set(benchmark.loc[benchmark["source"] == "ww", "id"].astype(str))
+    if ignore_file: out |= {l.strip() for l in open(ignore_file, encoding="utf-8") if l.strip() and not l.startswith("#")}
     return out
 
 # %% ../../nbs/hhi/02d_pseudolabels.ipynb #edbbd196
@@ -79,10 +100,12 @@ def label_scores(pred: list[str], # predicted labels ('' = none)
                 coverage=sum(bool(p) for p in pred) / n, n=len(gold))
 
 # %% ../../nbs/hhi/02d_pseudolabels.ipynb #78530f5f
-def extractor_predictions(captions: list[str], # captions with `[NAME]` masks
+def extractor_predictions(captions: list[str],     # captions with `[NAME]` masks
+                          method: str = "auto",     # `extract_interactions` method
+                          model: str | None = None, # the spaCy pipeline (`[models] spacy`)
                          ) -> list[str]:
     "The extractor as a baseline: its first interaction, or '' when it finds none."
-    return [(extract_interactions(c) or [""])[0] for c in captions]
+    return [(extract_interactions(c, method, model) or [""])[0] for c in captions]
 
 # %% ../../nbs/hhi/02d_pseudolabels.ipynb #94fbbdeb
 def heldout_captions(n: int,                           # captions

@@ -11,10 +11,9 @@ from pathlib import Path
 from fastcore.basics import patch
 from ..train import last_complete_checkpoint
 
-
 # %% auto #0
-__all__ = ['PREFIX', 'word_tokenizer', 'small_t5', 'pair_collator', 'small_model_threads', 'summarizer_args', 'time_budget',
-           'train_summarizer', 'Summarizer']
+__all__ = ['PREFIX', 'SUMMARY_DECODING', 'word_tokenizer', 'small_t5', 'pair_collator', 'small_model_threads', 'summarizer_args',
+           'time_budget', 'train_summarizer', 'Summarizer']
 
 # %% ../../nbs/hhi/02c_summariser.ipynb #a4cc77a6
 def word_tokenizer(texts,              # training text the vocabulary is built from
@@ -72,8 +71,8 @@ def _targets(tok,               # the summariser's tokenizer
 
 # %% ../../nbs/hhi/02c_summariser.ipynb #3a4d1656
 def pair_collator(tok,                      # the summariser's tokenizer
-                  max_source_len: int = 96, # caption tokens kept
-                  max_target_len: int = 24, # label tokens kept
+                  max_source_len: int = 1024, # caption tokens kept (the authors' run_summarization default)
+                  max_target_len: int = 128,  # label tokens kept (idem)
                  ):
     "A collate function for `{caption, target}` rows: `summarize: caption` inputs and `_targets` labels."
     def collate(rows):
@@ -104,7 +103,7 @@ def summarizer_args(output_dir,               # where the trainer keeps its chec
                     batch_size: int = 8,      # the paper: 8
                     lr: float = 5e-5,         # the paper: 5e-5 (the offline small T5 uses 2e-3)
                     weight_decay: float = 0.0,
-                    warmup: float = 0.05,     # share of the steps with a rising learning rate
+                    warmup: float = 0.0,      # share of the steps with a rising learning rate (the authors: none)
                     seed: int = 0,            # data order and initialisation seed
                     cpu: bool = True,         # train on CPU even when a GPU is visible
                     progress: bool = False,   # show the trainer's progress bar
@@ -134,9 +133,9 @@ def train_summarizer(model, tok,                # a seq2seq model (T5) and its t
                      captions: list[str],       # training inputs (names given back)
                      targets: list[str],        # their labels
                      epochs: int = 3, batch_size: int = 8, lr: float = 5e-5, weight_decay: float = 0.0,
-                     max_source_len: int = 96,  # caption tokens kept
-                     max_target_len: int = 24,  # label tokens kept
-                     seed: int = 0, device=None, warmup: float = 0.05, progress: bool = False,
+                     max_source_len: int = 1024, # caption tokens kept (the authors' default)
+                     max_target_len: int = 128,  # label tokens kept (idem)
+                     seed: int = 0, device=None, warmup: float = 0.0, progress: bool = False,
                      time_budget_s: float | None = None, # stop after this many seconds
                      min_steps: int = 0,        # train at least this many steps (more epochs)
                      output_dir=None,           # checkpoints (resumable); None: a temporary folder
@@ -178,15 +177,20 @@ def _quiet_hf(quiet: bool = True):
         if bars: hl.enable_progress_bar()
 
 # %% ../../nbs/hhi/02c_summariser.ipynb #adfb949a
+SUMMARY_DECODING = dict(num_beams=4, length_penalty=2.0, no_repeat_ngram_size=3, early_stopping=True, min_length=1, max_length=20)
+
 class Summarizer:
-    "Caption -> interaction with a trained seq2seq model (`summarize: ` prefix, at most `max_length` new tokens)."
+    "Caption -> interaction with a trained seq2seq model, decoded as the authors' summarisation pipeline."
     def __init__(self, model, tok,          # a trained seq2seq model and its tokenizer
-                 max_length: int = 20,      # new tokens at most
-                 num_beams: int = 1,        # 1: greedy
+                 max_length: int = 20,      # decoder length at most, start token included (the authors: 20)
+                 num_beams: int = 4,        # beams (the authors: 4, t5-base's summarisation setting); 1: greedy
                  batch_size: int = 64,      # captions per `generate` call
-                 device=None):              # default: where the model is
+                 device=None,               # default: where the model is
+                 **decoding):               # overrides of SUMMARY_DECODING (length_penalty, no_repeat_ngram_size, ...)
         import torch
         self.model, self.tok, self.max_length, self.num_beams, self.batch_size = model, tok, max_length, num_beams, batch_size
+        self.decoding = {**SUMMARY_DECODING, **decoding, "max_length": max_length, "num_beams": num_beams}
+        if num_beams == 1: self.decoding = {k: v for k, v in self.decoding.items() if k not in ("length_penalty", "early_stopping")}
         self.device = torch.device(device) if device else next(model.parameters()).device
         self.model.to(self.device).eval()
     def __call__(self, captions: list[str]) -> list[str]:
@@ -196,10 +200,11 @@ class Summarizer:
         return out
     def _batch(self, captions: list[str]) -> list[str]:
         import torch
-        enc = self.tok([PREFIX + c for c in captions], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        limit = self.tok.model_max_length if (self.tok.model_max_length or 0) < 100_000 else 1024
+        enc = self.tok([PREFIX + c for c in captions], padding=True, truncation=True, max_length=limit, return_tensors="pt")
         with torch.no_grad():
             gen = self.model.generate(input_ids=enc["input_ids"].to(self.device), attention_mask=enc["attention_mask"].to(self.device),
-                                      max_new_tokens=self.max_length, num_beams=self.num_beams, do_sample=False)
+                                      do_sample=False, **self.decoding)
         return [re.sub(r"\s+", " ", s).strip() for s in self.tok.batch_decode(gen, skip_special_tokens=True)]
 
 # %% ../../nbs/hhi/02c_summariser.ipynb #d6004a24

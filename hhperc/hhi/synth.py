@@ -16,8 +16,8 @@ from .formats import write_whos_waldo_sample, write_whos_waldo_splits, write_wal
 
 # %% auto #0
 __all__ = ['INTERACTIONS', 'JOINTS', 'BONES', 'PALETTE', 'PLACES', 'EVENTS', 'TITLES', 'MONTHS', 'NO_INTERACTION', 'NAMES_A',
-           'NAMES_B', 'SIZE_KEYS', 'Interaction', 'interactions', 'stand', 'pose', 'draw_interaction', 'detections_of',
-           'CaptionGrammar', 'make_interactions']
+           'NAMES_B', 'FIRST_NAMES', 'SIZE_KEYS', 'Interaction', 'interactions', 'stand', 'pose', 'draw_interaction',
+           'detections_of', 'random_names', 'CaptionGrammar', 'make_interactions']
 
 # %% ../../nbs/hhi/01_synth.ipynb #e417fbec
 @dataclass(frozen=True)
@@ -237,6 +237,21 @@ NAMES_B = ["Adam", "Bob", "Cindy", "David", "Emma", "Frank", "Grace", "Henry"]  
 
 def _cap(s: str) -> str: return s[:1].upper() + s[1:]
 
+# %% ../../nbs/hhi/01_synth.ipynb #8945a8f0
+FIRST_NAMES = """Aaron Abigail Adrian Alice Amelia Andrew Angela Anthony Ashley Benjamin Brandon Brian Caroline Catherine
+Christopher Claire Daniela Deborah Dennis Diana Edward Elena Eric Ethan Fiona Gabriel Gregory Hannah Isaac Isabel Jacob
+Jason Jennifer Jeremy Jessica Jonathan Joseph Julia Justin Karen Kevin Laura Leonard Lucas Margaret Martin Natalie
+Nathan Nicole Oliver Olivia Patrick Rachel Rebecca Samuel Sarah Simon Sophia Stephen Steven Timothy Valerie Victoria
+Vincent Walter Zachary""".split()
+
+def random_names(k: int,     # names wanted
+                 seed,       # the sample's seed (an int, or any string such as a Who's Waldo id)
+                 pool=FIRST_NAMES,
+                ) -> list[str]:
+    "`k` distinct names drawn from `pool` for one sample; the same seed gives the same names."
+    rng = random.Random(seed if isinstance(seed, int) else f"names:{seed}")
+    return rng.sample(list(pool), k) if k <= len(pool) else [rng.choice(list(pool)) for _ in range(k)]
+
 # %% ../../nbs/hhi/01_synth.ipynb #b70e0a74
 class CaptionGrammar:
     "News-style captions for interactions; the offline stand-in for the LLM (stage A lines, stage B captions)."
@@ -305,7 +320,7 @@ def interaction_line(self: CaptionGrammar, it: Interaction | None = None, # defa
 # %% ../../nbs/hhi/01_synth.ipynb #e4c43dee
 @patch
 def pairs(self: CaptionGrammar, n: int, # pairs to write
-          names_pool=NAMES_A + NAMES_B, # names drawn for each pair
+          names_pool=FIRST_NAMES,       # names drawn for each pair (`random_names`)
          ) -> pd.DataFrame:
     "n (interaction line, caption, label) pairs: stage A and B of the pipeline, written by the grammar."
     r, rows = self.rng, []

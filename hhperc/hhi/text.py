@@ -13,8 +13,8 @@ import pandas as pd
 
 from ..config import pick_device, seed_everything, stable_hash, write_csv, write_json
 from ..models import ensure_available, load_llm, load_nli, load_summarizer, resolve_spec
-from .formats import read_whos_waldo, write_phhi
-from .synth import NAMES_B, interactions as synth_interactions, make_interactions
+from .formats import read_waldo_wenda, read_whos_waldo, write_phhi
+from .synth import FIRST_NAMES, interactions as synth_interactions, make_interactions
 from .extract import *
 from .pairs import *
 from .summariser import *
@@ -67,11 +67,22 @@ def _captions(settings, whos_waldo, seed: int, res: dict):
     target = ww[ww.split.isin(["train", ""])] if (ww.split == "train").any() else ww
     return ww, target, world
 
+def _train_captions(ww: pd.DataFrame, res: dict) -> list[str]:
+    "Captions of the train split (stage A seeds, stage B examples), as the authors; all captions when no split is given."
+    train = ww[ww.split == "train"] if (ww.split == "train").any() else ww
+    res["pair_seed_captions"] = dict(split="train" if (ww.split == "train").any() else "all (no split given)", n=len(train))
+    return train.caption.tolist()
+
+def _spacy_model(settings) -> str | None:
+    "`[models] spacy` when set, else None (the extractor's default)."
+    try: return settings.model("spacy")
+    except Exception: return None
+
 # %% ../../nbs/hhi/02_text.ipynb #958c70b7
 def load_pairs(settings,            # hhperc settings (models, sizes, device)
                source: str,         # 'llm' or 'grammar'
-               n: int,              # pairs wanted (the LLM writes about 5 per stage A prompt)
-               captions: list[str], # Who's Waldo captions (labels and examples for the LLM)
+               n: int,              # pairs wanted (stage A prompts for the LLM: one line each at most)
+               captions: list[str], # Who's Waldo train captions (labels and examples for the LLM)
                store_path,          # the LLM's `PairStore` file
                seed: int = 0, progress: bool = False,
               ):
@@ -81,9 +92,10 @@ def load_pairs(settings,            # hhperc settings (models, sizes, device)
         return pairs, Counter(generated=len(pairs)), "grammar"
     model, tok = load_llm(settings.model("llm"))
     model.to(pick_device(settings.get("run", "device", "auto")))
-    labels = sorted({l for c in captions for l in extract_interactions(c)}) or [i.label for i in synth_interactions()]
-    examples = in_context_examples(captions) or [(name_label(l), name_label(l) + ".") for l in labels[:10]]
-    pairs, counts = llm_pairs(model, tok, labels, examples, max(1, math.ceil(n / 5)), PairStore(store_path),
+    spacy = _spacy_model(settings)
+    labels = sorted({l for c in captions for l in extract_interactions(c, model=spacy)}) or [i.label for i in synth_interactions()]
+    examples = in_context_examples(captions) or [(l, name_label(l, ["[NAME]", "[NAME]"]) + ".") for l in labels[:10]]
+    pairs, counts = llm_pairs(model, tok, labels, examples, max(1, n), PairStore(store_path),
                               batch_size=settings.getint("run", "llm_batch", 8) or 8, seed=seed, progress=progress)
     return pairs, counts, f"llm:{settings.model('llm')}"
 
@@ -94,7 +106,9 @@ def _pairs(settings, pairs_source: str, captions: list[str], out: Path, seed: in
     if pairs_source == "auto": pairs_source = "llm" if _wanted(settings, "llm") else "grammar"
     pairs, gen_counts, src = load_pairs(settings, pairs_source, n, captions, out / "data" / "llm_store.jsonl", seed, progress)
     nli = load_nli(settings.model("nli")) if _wanted(settings, "nli") else None
-    kept, fcounts = filter_pairs(pairs, nli=nli, strip_pps=strip_pps)
+    nlp = spacy_pipeline(_spacy_model(settings)) if strip_pps else None
+    kept, fcounts = filter_pairs(pairs, nli=nli, strip_pps=strip_pps, nlp=nlp)
+    fcounts["pp_removal"] = "parse" if nlp is not None else "rule (no spaCy pipeline)"
     fcounts["nli"] = "applied" if nli is not None else "skipped ([models] nli = tiny: a random NLI model cannot judge entailment)"
     write_csv(kept.assign(names=kept["names"].map(json.dumps)) if len(kept) else kept, out / "data" / "synthetic_pairs.csv")
     res.update(pairs_source=src, pairs_generated=len(pairs), strip_pps=strip_pps, generation_counts=dict(gen_counts), filter_counts=dict(fcounts))
@@ -114,7 +128,7 @@ def _new_summarizer(settings, kept: pd.DataFrame, seed: int):
     if _wanted(settings, "summarizer"):
         model, tok = load_summarizer(settings.model("summarizer"))
         return model, tok, "real", 5e-5
-    tok = word_tokenizer(kept.caption.tolist() + kept.target.tolist() + list(NAMES_B))
+    tok = word_tokenizer(kept.caption.tolist() + kept.target.tolist() + list(FIRST_NAMES))
     model = small_t5(tok, hidden=int(settings.size("hhi_summarizer_hidden", 64)),
                      layers=int(settings.size("hhi_summarizer_layers", 2)), seed=seed)
     return model, tok, "tiny", float(settings.size("hhi_summarizer_lr", 2e-3))
@@ -148,15 +162,21 @@ def _heldout(settings, summ, seed: int, res: dict):
     "Exact match / verb accuracy / coverage of the summariser and of the extractor on held-out synthetic captions."
     ho = heldout_captions(int(settings.size("hhi_heldout", 300)), seed=seed + 10_007, n_interactions=settings.size("hhi_interactions") or None)
     res["heldout"] = dict(summarizer=label_scores(summ([name_caption(c) for c in ho.caption]), ho.label.tolist()),
-                          extractor=label_scores(extractor_predictions(ho.caption.tolist()), ho.label.tolist()),
-                          extractor_method=extractor_method())
+                          extractor=label_scores(extractor_predictions(ho.caption.tolist(), model=_spacy_model(settings)), ho.label.tolist()),
+                          extractor_method=extractor_method(_spacy_model(settings)))
 
 # %% ../../nbs/hhi/02_text.ipynb #edefe446
-def _phhi(target: pd.DataFrame, summ, world, out: Path, res: dict) -> pd.DataFrame:
-    "Pseudo-label `target`, write `<out>/data/phhi.csv`, record counts (and agreement with the synthetic truth)."
-    ph = pseudo_label(target[["id", "caption"]], summ)
+def _excluded(settings, world) -> set[str]:
+    "The ids pHHI leaves out: the benchmark's Who's Waldo ids and the ignore list (either optional)."
+    bench = settings.data("waldo_wenda") or (world or {}).get("waldo_wenda_csv")
+    return excluded_ids(read_waldo_wenda(bench) if bench else None, settings.data("whos_waldo_ignore"))
+
+def _phhi(target: pd.DataFrame, summ, world, out: Path, res: dict, exclude=()) -> pd.DataFrame:
+    "Pseudo-label `target` (without the `exclude` ids), write `<out>/data/phhi.csv`, record counts (and agreement with the synthetic truth)."
+    ph = pseudo_label(target[["id", "caption"]], summ, exclude_ids=exclude)
     write_phhi(ph, out / "data" / "phhi.csv")
-    res.update(phhi=str(out / "data" / "phhi.csv"), phhi_rows=len(ph), phhi_in=ph.attrs["n_in"], phhi_dropped=ph.attrs["dropped"])
+    res.update(phhi=str(out / "data" / "phhi.csv"), phhi_rows=len(ph), phhi_in=ph.attrs["n_in"], phhi_dropped=ph.attrs["dropped"],
+               phhi_excluded=ph.attrs["excluded"])
     if world is not None and Path(world["truth"]).exists():
         truth = pd.read_csv(world["truth"], dtype={"id": str}).set_index("id")["label"]
         res["phhi_vs_truth"] = float((ph.pseudolabel.values == truth.reindex(ph.id).values).mean()) if len(ph) else float("nan")
@@ -179,10 +199,10 @@ def run_pseudolabels(settings,                                 # hhperc settings
     res, t0 = dict(timings={}), time.perf_counter()
     def lap(name, t): res["timings"][name] = round(time.perf_counter() - t, 2); return time.perf_counter()
     ww, target, world = _captions(settings, whos_waldo, seed, res); t = lap("world", t0)
-    kept, src = _pairs(settings, pairs_source, ww.caption.tolist(), out, seed, strip_pps, progress, res); t = lap("pairs", t)
+    kept, src = _pairs(settings, pairs_source, _train_captions(ww, res), out, seed, strip_pps, progress, res); t = lap("pairs", t)
     summ, kind = _summarizer(settings, kept, summarizer, out, seed, progress, res); t = lap("summarizer", t)
     _heldout(settings, summ, seed, res)
-    ph = _phhi(target, summ, world, out, res); lap("heldout+pseudolabel", t)
+    ph = _phhi(target, summ, world, out, res, _excluded(settings, world)); lap("heldout+pseudolabel", t)
     res["mode"] = ("real" if world is None else "synthetic") + ("" if kind == "real" and src.startswith("llm") else "+tiny")
     lap("total", t0)
     write_json(out / "data" / "pseudolabel_stats.json", res)
