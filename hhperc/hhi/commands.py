@@ -4,7 +4,7 @@
 
 # %% ../../nbs/hhi/05_commands.ipynb #4e3ba3fb
 from __future__ import annotations
-import json, logging, os
+import dataclasses, json, logging, os
 from pathlib import Path
 from typing import Annotated
 import pandas as pd
@@ -14,8 +14,8 @@ from ..config import Cache, Settings, load_settings, pick_device, write_csv
 from ..formats import FormatError
 from .formats import read_whos_waldo
 from .text import extract_interactions, filter_pairs, heldout_captions, load_pairs, run_pseudolabels
-from .captioner import (CaptionerConfig, config_from_settings, fit_clipcap, image_for_id, init_distributed,
-                                  predict_clipcap, save_bundle)
+from .captioner import (CaptionerConfig, clipcap_baseline, config_from_settings, fit_clipcap, image_for_id,
+                                  init_distributed, predict_clipcap, save_bundle)
 
 log = logging.getLogger("hhperc.hhi.commands")
 
@@ -41,11 +41,15 @@ def hhi_extract(caption: Annotated[str, REPEAT] = None,  # a caption (repeatable
                 captions: str = None,  # text file (one caption per line) or CSV with a caption column
                 out: str = None,  # CSV to write (caption, interactions); default: print
                 method: Annotated[str, one_of("auto", "spacy", "rules")] = "auto",  # extractor: spaCy parse, rules, or auto
+                spacy_model: str = None,  # spaCy pipeline (default: [models] spacy, en_core_web_sm)
+                settings: Settings | None = None,  # from --settings / --set / --profile
                 ) -> int:
     "The interactions stated in captions."
     caps = list(caption or []) + (read_captions(captions) if captions else [])
     if not caps: raise ValueError("no captions: give --caption TEXT or --captions FILE")
-    rows = [dict(caption=c, interactions=" | ".join(extract_interactions(c, method))) for c in caps]
+    model = spacy_model or (settings or load_settings()).get("models", "spacy", None) or None
+    try: rows = [dict(caption=c, interactions=" | ".join(extract_interactions(c, method, model))) for c in caps]
+    except RuntimeError as e: raise ValueError(f"{e} (--method spacy needs it; --spacy-model names another pipeline)") from e
     if out: write_csv(pd.DataFrame(rows), out); print(f"wrote {len(rows)} rows to {out}")
     else:
         for r in rows: print(f"{r['interactions'] or '-'}\t{r['caption']}")
@@ -55,13 +59,14 @@ def hhi_extract(caption: Annotated[str, REPEAT] = None,  # a caption (repeatable
 def hhi_pairs(out: Annotated[str, REQUIRED] = None,  # CSV of the kept pairs
               n: int = None,  # pairs to generate (default: profile hhi_synthetic_pairs)
               source: Annotated[str, one_of("grammar", "llm")] = "grammar",  # the caption grammar or the LLM
-              whos_waldo: str = None,  # Who's Waldo root whose captions seed stage B (llm source)
+              whos_waldo: str = None,  # Who's Waldo root whose train captions seed stages A and B (llm source)
               settings: Settings | None = None,  # from --settings / --set / --profile
               ) -> int:
     "Synthetic (interaction, caption) pairs, filtered as in the paper."
     st = settings or load_settings()
     n = n or st.size("hhi_synthetic_pairs") or 3000
-    caps = read_whos_waldo(whos_waldo).caption.tolist() if whos_waldo else []
+    ww = read_whos_waldo(whos_waldo) if whos_waldo else None
+    caps = [] if ww is None else (ww[ww.split == "train"] if (ww.split == "train").any() else ww).caption.tolist()
     if source == "llm" and not caps: caps = heldout_captions(200).caption.tolist()
     pairs, counts, src = load_pairs(st, source, n, caps, Path(out).with_suffix(".store.jsonl"), st.seed)
     kept, fc = filter_pairs(pairs)
@@ -96,6 +101,12 @@ def captioner(labels: Annotated[str, REQUIRED] = None,  # pHHI CSV: id, pseudola
               out: Annotated[str, REQUIRED] = None,  # output folder (bundle, checkpoints, predictions.csv)
               predict: str = None,  # folder of images to caption after training
               distinct: int = 0,  # keep k distinct interactions per image (0: the top beams)
+              ranking: Annotated[str, one_of("sum", "hf")] = "sum",  # beam ranking: sum = the authors' summed log-probability, beams collected as they finish; hf = transformers' beam search with --length-penalty
+              length_penalty: float = 1.0,  # --ranking hf only: score = sum log p / length ** penalty
+              beam_groups: int = 1,  # diverse beam search: groups of beams searched one after the other (--ranking sum)
+              diversity: float = 0.0,  # diverse beam search: penalty per earlier group that chose the same token at a step
+              arch: Annotated[str, one_of("prefix", "encdec")] = "prefix",  # prefix: CLIPCap; encdec: the authors' EncDec (pHHI) baseline
+              init: str = None,  # a ClipCap checkpoint to fine-tune (conceptual_weights.pt: CLIPCap (CC+pHHI)); 'tiny' = random one in the same layout
               settings: Settings | None = None,  # from --settings / --set / --profile
               ) -> int:
     "Train the CLIP-prefix captioner on a pHHI CSV and optionally predict for a folder of images."
@@ -106,9 +117,12 @@ def captioner(labels: Annotated[str, REQUIRED] = None,  # pHHI CSV: id, pseudola
     out = Path(out); rank, _ = init_distributed()
     device = pick_device(st.get("run", "device", "auto"))
     if device.type == "cuda" and "LOCAL_RANK" in os.environ: device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    b = fit_clipcap([image_for_id(images, i) for i in df["id"]], df["pseudolabel"].tolist(),
-                    df["weight"].tolist() if "weight" in df else None, st.model("clip"), st.model("decoder"), config_from_settings(st),
-                    Cache(st.cache_dir), device, out / "checkpoints", tiny_hidden=int(st.size("hhi_tiny_hidden", 0)) or None, progress=True)
+    th = int(st.size("hhi_tiny_hidden", 0)) or None
+    cfg = dataclasses.replace(config_from_settings(st), ranking=ranking, length_penalty=length_penalty, beam_groups=beam_groups, diversity=diversity)
+    start = clipcap_baseline(init, "clipcap_cc", st.model("clip"), st.model("decoder"), cfg, th, out / "checkpoints", finetune=True) if init else None
+    b = fit_clipcap([image_for_id(images, i) for i in df["id"]], df["pseudolabel"].tolist(), df["weight"].tolist() if "weight" in df else None,
+                    st.model("clip"), start.decoder_setting if start else st.model("decoder"), cfg, Cache(st.cache_dir), device, out / "checkpoints",
+                    tiny_hidden=th, progress=True, arch=arch, init=(start.model, start.tokenizer) if start else None, init_key=init or "")
     if rank == 0:
         save_bundle(b, out / "captioner")
         if predict:
