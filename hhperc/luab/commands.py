@@ -87,7 +87,8 @@ def _write_results(out: Path, r: dict, ds, cfg: TrainConfig):
     rep = getattr(ds, "report", None)
     if rep is not None:
         metrics.update(byproduct_records=rep.ok, byproducts_skipped=rep.skipped, byproduct_skip_reasons=dict(rep.reasons))
-        if rep.skipped: print(f"byproducts used: {rep.ok} records; {rep.skipped} skipped and counted in metrics.json ({dict(rep.reasons)})", file=sys.stderr)
+        if rep.reasons:   # records skipped, or kept with a bad unrelated field: both counted
+            print(f"byproducts used: {rep.ok} records; {rep.skipped} skipped; counted in metrics.json ({dict(rep.reasons)})", file=sys.stderr)
     write_json(out / "history.json", r["history"]); write_json(out / "metrics.json", metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("classes", "config", "skipped_examples", "byproduct_skip_reasons")}))
 
