@@ -571,6 +571,8 @@ def imagenet_columns(model: nn.Module, # the plain classifier
     out = {c: {"value": float("nan"), "note": f"not given: set [data] {EVAL_SET_KEYS.get(_SET_OF.get(c, c), 'imagenet')}"} for c in IMAGENET_COLUMNS}
     out["Cocc"]["note"] = UNKNOWN_METRICS["Cocc"]
     put = lambda c, v, note: out.__setitem__(c, {"value": float(v), "note": note})
+    for c in ("IN-Real", "IN-O"):
+        if c in sets and "IN-1K" not in sets: out[c]["note"] = f"needs IN-1K's predictions: set [data] imagenet as well"
     if "IN-1K" in sets:
         lg, rows = folder_logits(model, sets["IN-1K"], **kw)
         cmap = ood_class_map(sets["IN-1K"], classes)
