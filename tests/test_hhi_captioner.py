@@ -161,3 +161,19 @@ def test_encdec_bundle_round_trip(tmp_path):
     g1 = HC.generate(m, emb, tok, 3, 2, 5); g2 = HC.generate(b2.model, emb, tok, 3, 2, 5)
     assert [[t for t, _ in x] for x in g1] == [[t for t, _ in x] for x in g2]
     assert all(t.startswith("_ ") for x in g1 for t, _ in x)       # the authors prepend "_ " to the decoded text
+
+
+@pytest.mark.parametrize("arch", ["prefix", "encdec"])
+def test_cached_step_matches_full_recomputation(arch):
+    from hhperc.models import tiny_gpt2
+    dec, tok = tiny_gpt2()
+    torch.manual_seed(2)
+    m = HC.ClipPrefixCaptioner(dec, 32, bos_id=HC.bos_id(tok)) if arch == "prefix" else HC.EncDecCaptioner(dec, 32, HC.bos_id(tok))
+    m.eval()
+    state = m.encode(torch.randn(1, 32))
+    full = lambda q: m.next_logprobs(state, q)
+    for groups, div in ((1, 0.0), (3, 1.5)):
+        want = HC.beam_search(full, m.start_ids, m.end_ids, 6, 7, groups, div)
+        got = HC.beam_search(HC.cached_step(m, state), m.start_ids, m.end_ids, 6, 7, groups, div)
+        assert [s for s, _ in got] == [s for s, _ in want]
+        assert np.allclose([v for _, v in got], [v for _, v in want], atol=1e-4)

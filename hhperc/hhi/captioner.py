@@ -46,9 +46,9 @@ class CaptionerConfig:
 # %% auto #0
 __all__ = ['log', 'CaptionerConfig', 'ClipPrefixCaptioner', 'paper_sizes', 'eos_id', 'pad_id', 'encode_targets', 'clean_text',
            'clip_features', 'embed_images', 'init_distributed', 'captioner_step', 'train_captioner', 'beam_search',
-           'generate', 'top_k_distinct', 'CaptionerBundle', 'load_models', 'bos_id', 'read_clipcap_state',
-           'write_tiny_clipcap', 'load_clipcap', 'EncDecCaptioner', 'fit_clipcap', 'predict_clipcap', 'save_bundle',
-           'load_bundle', 'clipcap_baseline', 'image_for_id', 'config_from_settings']
+           'cached_step', 'generate', 'top_k_distinct', 'CaptionerBundle', 'load_models', 'bos_id',
+           'read_clipcap_state', 'write_tiny_clipcap', 'load_clipcap', 'EncDecCaptioner', 'fit_clipcap',
+           'predict_clipcap', 'save_bundle', 'load_bundle', 'clipcap_baseline', 'image_for_id', 'config_from_settings']
 
 # %% ../../nbs/hhi/03_captioner.ipynb #7805cf77
 class ClipPrefixCaptioner(nn.Module):
@@ -86,10 +86,16 @@ class ClipPrefixCaptioner(nn.Module):
 
     encode = prefix   # what beam search computes once per image
 
+    def decode_step(self, state, seqs: torch.Tensor, past=None):
+        "(log-probabilities (n, V) of the next token after `state` (1, P', d) + n sequences (n, t), the key/value cache); with `past`, only the last token is fed."
+        emb = self.decoder.get_input_embeddings()
+        x = torch.cat([state.expand(len(seqs), -1, -1), emb(seqs)], 1) if past is None else emb(seqs[:, -1:])
+        out = self.decoder(inputs_embeds=x, past_key_values=past, use_cache=True)
+        return out.logits[:, -1].float().log_softmax(-1), out.past_key_values
+
     def next_logprobs(self, state, seqs: torch.Tensor) -> torch.Tensor:
         "Log-probabilities (n, V) of the next token after `state` (1, P', d) and n token sequences (n, t)."
-        x = torch.cat([state.expand(len(seqs), -1, -1), self.decoder.get_input_embeddings()(seqs)], 1)
-        return self.decoder(inputs_embeds=x).logits[:, -1].float().log_softmax(-1)
+        return self.decode_step(state, seqs)[0]
 
     def token_losses(self, clip_emb, input_ids, attention_mask) -> torch.Tensor:
         "Per-token cross entropy (B, T) of the text tokens given the prefix; 0 at padding."
@@ -254,22 +260,42 @@ def beam_search(step: Callable,               # step(seqs: LongTensor (n, t)) ->
     done = []
     for _ in range(max_len):
         if not any(live): break
-        chosen: dict = {}                                                # token -> times chosen by earlier groups
+        chosen = None                                                    # (V,) times each token was chosen by earlier groups
         for g in range(groups):
             if not live[g]: continue
-            logp = step(torch.tensor([b[0] for b in live[g]], dtype=torch.long))
-            pen = logp.clone()
-            for t, c in chosen.items(): pen[:, t] -= diversity * c
-            top = pen.topk(min(width, pen.shape[1]), -1)
-            cands = [(b[0] + [int(t)], b[1] + float(logp[j, t]), b[2] + float(v))
-                     for j, b in enumerate(live[g]) for v, t in zip(top.values[j], top.indices[j])]
-            best = sorted(cands, key=lambda c: c[2], reverse=True)[:width]
-            for c in best: chosen[c[0][-1]] = chosen.get(c[0][-1], 0) + 1
+            logp = step(torch.tensor([b[0] for b in live[g]], dtype=torch.long)).double()
+            pen = logp if chosen is None or not diversity else logp - diversity * chosen
+            # the best `width` of every beam's candidates = the best `width` of all (beam, token) pairs
+            tot = pen + torch.tensor([b[2] for b in live[g]], dtype=torch.double)[:, None]
+            vals, flat = tot.view(-1).topk(min(width, tot.numel()))
+            rows, toks = (flat // tot.shape[1]).tolist(), (flat % tot.shape[1]).tolist()
+            true = logp[rows, toks].tolist()
+            best = [(live[g][j][0] + [t], live[g][j][1] + lp, v)
+                    for j, t, lp, v in zip(rows, toks, true, vals.tolist())]
+            chosen = torch.zeros(logp.shape[1], dtype=torch.double) if chosen is None else chosen
+            chosen += torch.bincount(torch.tensor(toks), minlength=logp.shape[1]).double()
             done += [c for c in best if c[0][-1] in ends]
             live[g] = [c for c in best if c[0][-1] not in ends]
     if not done: done = sorted((c for grp in live for c in grp), key=lambda c: c[2], reverse=True)[:1]
     norm = (lambda c: c[1]) if length_penalty is None else (lambda c: c[1] / max(1, len(c[0]) - len(start)) ** length_penalty)
     return [(c[0][len(start):], norm(c)) for c in sorted(done, key=norm, reverse=True)[:beam_k]]
+
+# %% ../../nbs/hhi/03_captioner.ipynb #dd26f884
+def cached_step(model, state,             # a captioner with `decode_step`, and its `encode` state of one image
+                device="cpu") -> Callable:
+    "A `beam_search` step that feeds only each sequence's new token, reusing its parent's key/value cache."
+    calls: list = []                       # (row of each sequence, cache) of the recent calls not yet continued
+    def step(seqs):
+        rows = [tuple(r) for r in seqs.tolist()]
+        src = next((c for c in reversed(calls) if rows[0] and rows[0][:-1] in c[0]), None)
+        if src is not None and all(r[:-1] in src[0] for r in rows):
+            calls.remove(src)              # a cache is reordered in place: it serves one call only
+            past = src[1]; past.reorder_cache(torch.tensor([src[0][r[:-1]] for r in rows], device=device))
+            logp, past = model.decode_step(state, seqs.to(device), past)
+        else: logp, past = model.decode_step(state, seqs.to(device))
+        calls.append(({r: i for i, r in enumerate(rows)}, past)); del calls[:-8]
+        return logp.cpu()
+    return step
 
 # %% ../../nbs/hhi/03_captioner.ipynb #4ef16528
 @torch.no_grad()
@@ -291,9 +317,8 @@ def generate(model, emb: torch.Tensor, tok,                # a ClipPrefixCaption
     text = lambda ids: clean_text(model.lead + tok.decode([t for t in ids if t not in ends], skip_special_tokens=True))
     if ranking == "sum":
         for i in idx:
-            state = model.encode(emb[i:i + 1].float().to(device))
-            step = lambda seqs: model.next_logprobs(state, seqs.to(device)).cpu()
-            beams = beam_search(step, model.start_ids, ends, num_beams, max_len, groups, diversity)
+            beams = beam_search(cached_step(model, model.encode(emb[i:i + 1].float().to(device)), device), model.start_ids, ends,
+                                num_beams, max_len, groups, diversity)
             out[i] = [(text(s), sc) for s, sc in beams[:num_return]]
         return out
     if ranking != "hf": raise ValueError(f"ranking must be 'sum' or 'hf', not {ranking!r}")
@@ -458,9 +483,15 @@ class EncDecCaptioner(nn.Module):
         "(B, d_clip) -> (B, 1, d): the state the decoder attends to."
         return self.proj((clip_emb - self.feat_mean) / self.feat_std)[:, None]
 
+    def decode_step(self, state, seqs, past=None):
+        "(log-probabilities (n, V) of the next token after n sequences (BOS first) attending to `state` (1, 1, d), the cache)."
+        out = self.decoder(input_ids=seqs if past is None else seqs[:, -1:], encoder_hidden_states=state.expand(len(seqs), -1, -1),
+                           past_key_values=past, use_cache=True)
+        return out.logits[:, -1].float().log_softmax(-1), out.past_key_values
+
     def next_logprobs(self, state, seqs):
         "Log-probabilities (n, V) of the next token after n sequences (BOS first), attending to `state` (1, 1, d)."
-        return self.decoder(input_ids=seqs, encoder_hidden_states=state.expand(len(seqs), -1, -1)).logits[:, -1].float().log_softmax(-1)
+        return self.decode_step(state, seqs)[0]
 
     def token_losses(self, clip_emb, input_ids, attention_mask):
         "Per-token cross entropy (B, T) of the targets after BOS; 0 at padding."
