@@ -27,7 +27,7 @@ def test_selection_balanced_and_deterministic(world):
     assert not sel["id"].duplicated().any()                       # no image in two topics
     assert set(sel["topic"]) == set(TOPICS) and len(sel) == 160
     assert len(sel) + len(log) == len(raw)                        # every raw row is kept or logged
-    assert {"topic", "image", "two topics", "balance"} <= set(log["step"])
+    assert {"topic", "image", "balance"} <= set(log["step"])
     again, log2 = select_study_images(raw.sample(frac=1, random_state=1), seed=0, images_root=world["images_dir"])
     pd.testing.assert_frame_equal(sel, again)
     pd.testing.assert_frame_equal(log.sort_values(["step", "id", "topic"]).reset_index(drop=True),
@@ -101,7 +101,9 @@ def test_study_table_resolution(tmp_path):
     mine = tmp_path / "mine.csv"
     write_annotation_table(df.head(20), mine)
     df2, mode2, src2 = study_table(run, str(mine))         # the notebook parameter wins
-    assert mode2 == "real" and len(df2) == 20 and src2 == str(mine)
+    assert mode2 == "user" and len(df2) == 20 and src2 == str(mine)   # extra columns: not the released shape
+    write_annotation_table(df.head(20)[ANNOTATION_COLUMNS], mine)
+    assert study_table(run, str(mine))[1] == "real"                   # exactly the released columns
     run2 = paper_run("smoke", str(tmp_path / "out"), "", [f"run.cache={tmp_path / 'cache'}", f"data.annotation_table={mine}"], "t")
     assert study_table(run2)[1] == "real"
     d = Path(run.out) / "data"; d.mkdir(parents=True, exist_ok=True)   # ds_dataset's output in the same folder
@@ -217,10 +219,9 @@ def test_released_shape_topic_from_file_name(tmp_path):
     assert sorted(zip(raw["topic"], raw["id"])) == [("front-doors", "62a63e809280e38799f991a8"),
                                                     ("kitchens", "5d4bde03cf0b3a0f3f354b29"), ("kitchens", "62a63e809280e38799f991a8")]
     assert raw["income"].tolist() == [198.0, 198.0, 2496.5] and raw.attrs["report"].skipped == 0
-    _, log = select_study_images(raw)
-    two = log[log.step == "two topics"]                 # the id in two files is kept in front-doors (sorts first)
-    assert two[["id", "topic"]].values.tolist() == [["62a63e809280e38799f991a8", "kitchens"]]
-    assert "topic" not in set(log.step)                  # no row lost: every file names a study topic
+    with pytest.raises(FormatError) as e:                # three rows fill no topic's 16 cells: one error, not an empty study
+        select_study_images(raw)
+    assert str(d) in str(e.value) and "--metadata" in str(e.value) and "3 of them in a study topic" in str(e.value)
 
 
 def test_selection_counts_by_hand(tmp_path):

@@ -18,7 +18,8 @@ from fastcore.basics import patch
 from ..config import pick_device, stable_hash, write_json, write_parquet, atomic_write
 from ..formats import FormatError, ReadReport, is_junk
 from ..models import resolve_spec, load_detector, load_captioner
-from .formats import read_dollar_street, write_annotation_table
+from .formats import (read_dollar_street, write_annotation_table, clean_tag, crowd_tag_columns,
+                                      join_human_labels, TOPICS)
 
 log = logging.getLogger("hhperc.perception.annotators")
 
@@ -32,9 +33,11 @@ class ImageList:
     errors: list = field(default_factory=list)     # error rows (duplicate ids)
 
 # %% auto #0
-__all__ = ['log', 'IMAGE_SUFFIXES', 'ID_COLUMNS', 'ImageList', 'list_images', 'parse_shard', 'shard_of', 'resolve_precision',
-           'Annotator', 'calibrate_tiny_detector', 'ObjectAnnotator', 'CaptionAnnotator', 'AnnotationStore',
-           'AnnotateReport', 'annotate', 'HumanLabels', 'read_metadata', 'annotation_table', 'export_annotation_table']
+__all__ = ['log', 'IMAGE_SUFFIXES', 'ID_COLUMNS', 'PAPER_ANNOTATORS', 'ImageList', 'list_images', 'parse_shard', 'shard_of',
+           'resolve_precision', 'Annotator', 'calibrate_tiny_detector', 'ObjectAnnotator', 'CaptionAnnotator',
+           'AnnotationStore', 'AnnotateReport', 'annotate', 'HumanLabels', 'read_metadata', 'annotation_mode',
+           'annotation_table', 'export_annotation_table', 'register_annotator_set', 'annotator_sets',
+           'save_tiny_hf_annotator']
 
 # %% ../../nbs/perception/02_annotators.ipynb #808f521f
 def _error_row(image_id, path, stage, reason, key="") -> dict:
@@ -459,6 +462,9 @@ def merge_from(self: AnnotationStore,
                     if (dst / p.name).exists(): continue
                     with atomic_write(dst / p.name, "wb") as f, open(p, "rb") as g: shutil.copyfileobj(g, f)
                     n += 1
+            for p in sorted((o.root / "sets").glob("*.json")):    # named annotator sets
+                if not (self.root / "sets" / p.name).exists():
+                    with atomic_write(self.root / "sets" / p.name) as f: f.write(p.read_text())
         return n
 
 # %% ../../nbs/perception/02_annotators.ipynb #352bcc2c
@@ -651,7 +657,7 @@ def annotate(images,                         # a folder, a list of image files, 
     return rep
 
 # %% ../../nbs/perception/02_annotators.ipynb #de899908
-ID_COLUMNS = ("id", "image_id", "Input.id", "Input.image_id", "Input.image", "Input.image_url", "image", "image_url", "imageID")
+ID_COLUMNS = ("imageID", "image_id", "Input.image_url", "Input.image_id", "Input.id", "Input.image", "id", "image", "image_url")
 
 def _image_id(v, # an id, a file name or a URL
              ) -> str | None:
@@ -663,14 +669,16 @@ def _image_id(v, # an id, a file name or a URL
         s = re.sub(r"_\d+$", "", s)   # Dollar Street size suffix: <id>_2048
     return s
 
-def _norm_tag(t) -> str:
-    if t is None or (isinstance(t, float) and np.isnan(t)): return ""
-    return " ".join(str(t).replace(",", " ").split()).lower()
+def _url_topic(v) -> str | None:
+    "The topic folder of an image URL (`.../kitchens/<id>.jpg` -> 'kitchens'), as the authors took it; None otherwise."
+    s = str(v or "").split("?")[0]
+    parts = [p for p in s.split("/") if p]
+    return parts[-2].strip().lower() if "/" in s and len(parts) >= 2 else None
 
 # %% ../../nbs/perception/02_annotators.ipynb #36dd042e
 @dataclass
 class HumanLabels:
-    "Crowd tags joined per image: `table` has id, human_labels (comma separated), n_workers, n_tags, tag_counts (JSON)."
+    "Crowd tags joined per image: `table` has id, human_labels (',' joined), n_workers, n_tags, tag_counts (JSON), url_topic."
     table: pd.DataFrame
     report: ReadReport
 
@@ -693,7 +701,7 @@ class HumanLabels:
                   ) -> "HumanLabels":
         expected = "crowd results with WorkerId, an image id column and Answer.tag1 .. Answer.tag10"
         cols = [str(c).strip() for c in raw.columns]; raw = raw.set_axis(cols, axis=1)
-        tag_cols = sorted((c for c in cols if re.fullmatch(r"Answer\.tag\d+", c)), key=lambda c: int(c[10:]))
+        tag_cols = crowd_tag_columns(cols)
         idc = id_column or next((c for c in ID_COLUMNS if c in cols), None)
         missing = [n for n, ok in (("WorkerId", "WorkerId" in cols), ("image id column", idc in cols if idc else False),
                                    ("Answer.tag1..10", bool(tag_cols))) if not ok]
@@ -706,85 +714,204 @@ class HumanLabels:
             where = f"{source}:{i + 2}"
             iid = _image_id(r.get(idc))
             if iid is None: rep.skip(where, "missing field: image id"); continue
-            tags = [t for t in (_norm_tag(r.get(c)) for c in tag_cols) if t]
+            tags = [t for t in (clean_tag(r.get(c)) for c in tag_cols) if t]
             if not tags: rep.skip(where, "no tags"); continue
-            worker = str(r.get("WorkerId") or f"row{i}")
-            d = per.setdefault(iid, {"order": [], "workers": {}, "n_tags": 0})
-            d["n_tags"] += len(tags)
-            for t in dict.fromkeys(tags):
-                if t not in d["workers"]: d["order"].append(t); d["workers"][t] = set()
-                d["workers"][t].add(worker)
-            d.setdefault("all_workers", set()).add(worker)
+            d = per.setdefault(iid, {"rows": [], "workers": {}, "all": set(), "topic": _url_topic(r.get(idc))})
+            d["rows"].append(tags); worker = str(r.get("WorkerId") or f"row{i}"); d["all"].add(worker)
+            for t in tags: d["workers"].setdefault(t, set()).add(worker)
             rep.good()
-        rows = [dict(id=iid, human_labels=", ".join(d["order"]), n_workers=len(d["all_workers"]), n_tags=d["n_tags"],
-                     tag_counts=json.dumps({t: len(d["workers"][t]) for t in d["order"]}))
+        if not per:
+            raise FormatError(source, expected, f"no row with an image id and a tag ({rep.skipped} rows skipped)",
+                              "Pass the crowd results with --human (and the image column with --id-column).")
+        rows = [dict(id=iid, human_labels=join_human_labels(d["rows"]), n_workers=len(d["all"]), n_tags=sum(map(len, d["rows"])),
+                     tag_counts=json.dumps({t: len(w) for t, w in d["workers"].items()}), url_topic=d["topic"])
                 for iid, d in sorted(per.items())]
-        table = pd.DataFrame(rows, columns=["id", "human_labels", "n_workers", "n_tags", "tag_counts"])
+        table = pd.DataFrame(rows, columns=["id", "human_labels", "n_workers", "n_tags", "tag_counts", "url_topic"])
         rep.log()
         return cls(table, rep)
 
     def __len__(self): return len(self.table)
 
 # %% ../../nbs/perception/02_annotators.ipynb #94081cab
-def read_metadata(csv_or_dir, # Dollar Street per-topic metadata CSV(s)
-                 ) -> pd.DataFrame:
-    "Dollar Street metadata CSV(s) -> one row per id (first topic kept): id, category, country, income, region."
-    from hhperc.perception.formats import read_dollar_street
-    df = read_dollar_street(csv_or_dir)
-    df = df.drop_duplicates("id", keep="first").rename(columns={"topic": "category"})
-    return df[["id", "category", "country", "income", "region"]].reset_index(drop=True)
+def _one_row_per_id(df: pd.DataFrame, # rows with id and category, an id possibly under several categories
+                    hint=None,        # {id: topic} preferred when it is one of the id's topics (the crowd URL's folder)
+                   ) -> pd.DataFrame:
+    "One row per id: the hinted topic when it is one of the id's, else the topic whose name sorts last."
+    d = df.assign(id=df["id"].astype(str))
+    pref = d["category"].eq(d["id"].map(hint or {})) if hint else pd.Series(False, index=d.index)
+    d = d.assign(_pref=pref).sort_values(["id", "_pref", "category"], kind="stable")
+    return d.drop_duplicates("id", keep="last")[["id", "category", "country", "income", "region"]].reset_index(drop=True)
 
-def _as_metadata(metadata) -> pd.DataFrame | None:
+def read_metadata(csv_or_dir, # Dollar Street per-topic metadata CSV(s)
+                  hint=None,  # {id: topic} preferred for an image of two topics
+                 ) -> pd.DataFrame:
+    "Dollar Street metadata CSV(s) -> one row per id: id, category, country, income, region."
+    return _one_row_per_id(read_dollar_street(csv_or_dir).rename(columns={"topic": "category"}), hint)
+
+def _as_metadata(metadata, hint=None) -> pd.DataFrame | None:
     if metadata is None: return None
-    if isinstance(metadata, (str, Path)): return read_metadata(metadata)
+    if isinstance(metadata, (str, Path)): return read_metadata(metadata, hint)
     df = metadata.rename(columns={"topic": "category"}) if "category" not in metadata.columns else metadata
     missing = [c for c in ("id", "category", "country", "income", "region") if c not in df.columns]
     if missing: raise ValueError(f"metadata lacks columns {missing}; expected id, category (or topic), country, income, region")
-    return df.assign(id=df["id"].astype(str)).drop_duplicates("id", keep="first")[["id", "category", "country", "income", "region"]]
+    return _one_row_per_id(df, hint)
 
 # %% ../../nbs/perception/02_annotators.ipynb #a86274d6
+PAPER_ANNOTATORS = {"detector": "fasterrcnn_resnet50_fpn_v2", "captioner": "blip-image-captioning-base"}
+
+def annotation_mode(metas: list, # the meta.json dicts of the annotators behind a table (name, setting, mode)
+                   ) -> str:
+    "'tiny' when any annotator is a test model, 'real' when all are the paper's, else 'substitute'."
+    if any(m.get("mode") == "tiny" for m in metas): return "tiny"
+    paper = all(PAPER_ANNOTATORS.get(m.get("name"), "\0") in str(m.get("setting", "")).lower().replace("\\", "/")
+                for m in metas)
+    return "real" if paper else "substitute"
+
+# %% ../../nbs/perception/02_annotators.ipynb #4427bb4e
+def _detections(det: pd.DataFrame, ids, threshold: float, floor: float) -> tuple[pd.Series, pd.Series]:
+    "(ml_labels, ml_label_scores) of `ids` from detector records."
+    if threshold < floor:
+        raise ValueError(f"--threshold {threshold} is below the store's detection floor {floor}: those detections were not kept")
+    if not len(det): return pd.Series(None, index=range(len(ids)), dtype=object), pd.Series(None, index=range(len(ids)), dtype=object)
+    labels = {i: ",".join(n for n, s in zip(l, sc) if float(s) > threshold) for i, l, sc in zip(det.image_id, det.labels, det.scores)}
+    scores = {i: json.dumps({n: round(float(s), 4) for n, s in zip(l, sc)}) for i, l, sc in zip(det.image_id, det.labels, det.scores)}
+    ids = pd.Series(list(ids))
+    return ids.map(labels), ids.map(scores)
+
+def _key_meta(store, key) -> dict:
+    p = store.root / "records" / key / "meta.json" if key else None
+    return json.loads(p.read_text()) if p is not None and p.exists() else {}
+
+# %% ../../nbs/perception/02_annotators.ipynb #a8fb3d0f
 def annotation_table(store,          # an AnnotationStore or its folder
                      detector=None,  # the detector's annotator, key or name (default: the one "detector" key)
                      captioner=None, # the captioner's annotator, key or name
                      human=None,     # HumanLabels, a crowd results CSV, or a frame with id and human_labels
                      metadata=None,  # metadata CSV(s) or a frame (see `read_metadata`)
+                     threshold: float = 0.5,  # detections kept in `ml_labels`: score > threshold (the paper: 0.5)
+                     annotator_set: str | None = None, # a set of `annotator_sets(store)`; overrides detector / captioner
                     ) -> pd.DataFrame:
-    "Store records + human labels + metadata -> the study's annotation table (+ ml_label_scores, ml_mode)."
+    "Store records + human labels + metadata -> the released annotation table (+ ml_label_scores, annotator_set, mode)."
     store = store if isinstance(store, AnnotationStore) else AnnotationStore(store)
+    if annotator_set is not None: detector, captioner = _set_keys(store, annotator_set)
     dk = store.resolve_key("detector" if detector is None else detector)
     ck = store.resolve_key("captioner" if captioner is None else captioner)
     det = store.records(dk) if dk else pd.DataFrame(columns=["image_id"])
     cap = store.records(ck) if ck else pd.DataFrame(columns=["image_id"])
     hum = human.table if isinstance(human, HumanLabels) else (HumanLabels.from_csv(human).table if isinstance(human, (str, Path)) else human)
-    meta = _as_metadata(metadata)
-    if meta is not None: ids = list(meta["id"])
-    else: ids = sorted(set(det.image_id) | set(cap.image_id) | (set(hum["id"]) if hum is not None else set()))
+    hint = dict(zip(hum["id"], hum["url_topic"])) if hum is not None and "url_topic" in hum.columns else None
+    meta = _as_metadata(metadata, hint)
+    ids = sorted(set(det.image_id) | set(cap.image_id) | (set(hum["id"]) if hum is not None else set()))
+    if meta is not None:
+        known = set(meta["id"]); outside = [i for i in ids if i not in known]
+        if outside: log.warning("%d annotated images are not in the metadata (first: %s); left out", len(outside), ", ".join(outside[:3]))
+        if ids and not (set(ids) & known):
+            raise FormatError(metadata if isinstance(metadata, (str, Path)) else "the metadata", "metadata listing the annotated images",
+                              f"none of the {len(ids)} annotated images (e.g. {ids[0]})", "Pass the metadata of these images with --metadata.")
+        ids = [i for i in ids if i in known]
+    if not ids:
+        raise FormatError(store.root, "an annotation store with records or crowd results", "no annotated image",
+                          "Annotate images with --images, or pass the crowd results with --human.")
     out = pd.DataFrame({"id": ids})
     if meta is not None: out = out.merge(meta, on="id", how="left")
     else:
         for c in ("category", "country", "income", "region"): out[c] = None
     out["human_labels"] = out["id"].map(dict(zip(hum["id"], hum["human_labels"]))) if hum is not None else None
     out["ml_captions"] = out["id"].map(dict(zip(cap.image_id, cap.caption))) if len(cap) else None
-    if len(det):
-        labels = {i: ", ".join(list(l)) for i, l in zip(det.image_id, det.labels)}
-        scores = {i: json.dumps({n: round(float(s), 4) for n, s in zip(l, sc)}) for i, l, sc in zip(det.image_id, det.labels, det.scores)}
-        out["ml_labels"] = out["id"].map(labels); out["ml_label_scores"] = out["id"].map(scores)
-    else:
-        out["ml_labels"] = None; out["ml_label_scores"] = None
-    modes = []
-    for k in (dk, ck):
-        p = store.root / "records" / k / "meta.json" if k else None
-        if p is not None and p.exists(): modes.append(json.loads(p.read_text()).get("mode", "real"))
-    out["ml_mode"] = "tiny" if "tiny" in modes else "real"
+    dmeta = _key_meta(store, dk)
+    out["ml_labels"], out["ml_label_scores"] = _detections(det, ids, threshold, float(dmeta.get("params", {}).get("threshold", 0.0)))
+    out["annotator_set"] = annotator_set or ""
+    out["mode"] = annotation_mode([m for m in (dmeta, _key_meta(store, ck)) if m])
     cols = ["id", "category", "country", "income", "region", "human_labels", "ml_captions", "ml_labels"]
-    return out[cols + ["ml_label_scores", "ml_mode"]]
+    return out[cols + ["ml_label_scores", "annotator_set", "mode"]]
 
-# %% ../../nbs/perception/02_annotators.ipynb #737a2952
+# %% ../../nbs/perception/02_annotators.ipynb #de8fcd85
 def export_annotation_table(path, # the CSV to write
                             store, detector=None, captioner=None, human=None, metadata=None, # as `annotation_table`
+                            threshold: float = 0.5,            # as `annotation_table`
+                            annotator_set: str | None = None,  # as `annotation_table`
                            ) -> pd.DataFrame:
     "Write `annotation_table(...)` to `path` (CSV, atomically) and return it."
-    from hhperc.perception.formats import write_annotation_table
-    df = annotation_table(store, detector, captioner, human, metadata)
+    df = annotation_table(store, detector, captioner, human, metadata, threshold, annotator_set)
     write_annotation_table(df, path)
     return df
+
+# %% ../../nbs/perception/02_annotators.ipynb #efd3d831
+def _short(setting: str) -> str:
+    "A model setting as a short name: 'Salesforce/blip-image-captioning-base' -> 'blip-image-captioning-base'."
+    s = str(setting).replace("\\", "/").rstrip("/")
+    return s.split("/")[-1].split(":")[0] or s
+
+def register_annotator_set(store,            # an AnnotationStore or its folder
+                           name: str,        # the set's name (a file name: letters, digits, . _ + -)
+                           annotators,       # the set's annotators: one detector and/or one captioner
+                          ) -> Path:
+    "Record a named annotator set in the store (`sets/<name>.json`, atomically)."
+    store = store if isinstance(store, AnnotationStore) else AnnotationStore(store)
+    if not re.fullmatch(r"[\w.+-]+", str(name)): raise ValueError(f"--annotator-set {name!r}: use letters, digits, '.', '_', '+' or '-'")
+    keys = {a.name: a.key for a in annotators}
+    return write_json(store.root / "sets" / f"{name}.json", dict(name=name, detector=keys.get("detector"), captioner=keys.get("captioner")))
+
+# %% ../../nbs/perception/02_annotators.ipynb #de4cda39
+def annotator_sets(store, # an AnnotationStore or its folder
+                  ) -> pd.DataFrame:
+    "One row per annotator set: set, detector, captioner (model settings), their keys, images with both, mode."
+    store = store if isinstance(store, AnnotationStore) else AnnotationStore(store)
+    named = [json.loads(p.read_text()) for p in sorted((store.root / "sets").glob("*.json")) if not is_junk(p)]
+    if not named:
+        keys = store.keys()
+        dets = keys[keys.name == "detector"].key.tolist() or [None]
+        caps = keys[keys.name == "captioner"].key.tolist() or [None]
+        named = [dict(name=None, detector=d, captioner=c) for d in dets for c in caps if d or c]
+    rows = []
+    for s in named:
+        dm, cm = _key_meta(store, s.get("detector")), _key_meta(store, s.get("captioner"))
+        ids = [store.done_ids(k) for k in (s.get("detector"), s.get("captioner")) if k]
+        rows.append(dict(set=s["name"] or "+".join(_short(m.get("setting", "none")) for m in (dm, cm) if m),
+                         detector=dm.get("setting"), captioner=cm.get("setting"), detector_key=s.get("detector"),
+                         captioner_key=s.get("captioner"), images=len(set.intersection(*ids)) if ids else 0,
+                         mode=annotation_mode([m for m in (dm, cm) if m])))
+    df = pd.DataFrame(rows, columns=["set", "detector", "captioner", "detector_key", "captioner_key", "images", "mode"])
+    dup = df["set"].duplicated(keep=False)     # two unnamed pairs of the same models with other parameters
+    df.loc[dup, "set"] = df.loc[dup, "set"] + "-" + df.loc[dup, "detector_key"].fillna("").str[-6:] + df.loc[dup, "captioner_key"].fillna("").str[-6:]
+    return df
+
+def _set_keys(store: AnnotationStore, name: str) -> tuple:
+    "(detector key, captioner key) of the annotator set `name`."
+    sets = annotator_sets(store)
+    hit = sets[sets["set"] == name]
+    if hit.empty: raise ValueError(f"--annotator-set {name!r}: not in {store.root}; the store has {', '.join(sets['set']) or 'no annotations'}")
+    return hit.detector_key.iloc[0], hit.captioner_key.iloc[0]
+
+# %% ../../nbs/perception/02_annotators.ipynb #77fc8c4e
+def save_tiny_hf_annotator(kind: str, # "git" (a GitForCausalLM captioner) or "conditional_detr" (a detector)
+                           folder,    # where to save model and processor (a `[models]` path setting)
+                          ) -> Path:
+    "Save a tiny random Hugging Face captioner or detector with its processor, for offline tests (mode: substitute)."
+    import torch
+    from hhperc.models import tiny_tokenizer, coco_categories
+    folder = Path(folder)
+    if (folder / "config.json").exists(): return folder
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if kind == "git":
+            from transformers import GitConfig, GitForCausalLM, GitProcessor, CLIPImageProcessor
+            tok = tiny_tokenizer()
+            cfg = GitConfig(vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32,
+                                               patch_size=16), vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+                            bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id)
+            model = GitForCausalLM(cfg)
+            proc = GitProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}), tokenizer=tok)
+        elif kind == "conditional_detr":
+            from transformers import ConditionalDetrConfig, ConditionalDetrForObjectDetection, ConditionalDetrImageProcessor, ResNetConfig
+            id2label = dict(enumerate(coco_categories()))
+            cfg = ConditionalDetrConfig(use_timm_backbone=False, use_pretrained_backbone=False, num_queries=10, d_model=32,
+                                        backbone_config=ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 16, 16], depths=[1, 1, 1, 1], out_features=["stage4"]),
+                                        encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                                        encoder_ffn_dim=32, decoder_ffn_dim=32, id2label=id2label, label2id={v: k for k, v in id2label.items()})
+            model = ConditionalDetrForObjectDetection(cfg)
+            proc = ConditionalDetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+        else: raise ValueError(f"save_tiny_hf_annotator: unknown kind {kind!r}; use git or conditional_detr")
+    model.eval().save_pretrained(folder); proc.save_pretrained(folder)
+    return folder

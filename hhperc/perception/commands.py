@@ -14,10 +14,12 @@ from ..formats import FormatError
 from .formats import read_annotation_table
 from .dataset import read_metadata, select_study_images, selection_summary
 from .annotators import (AnnotationStore, Annotator, CaptionAnnotator, HumanLabels, ObjectAnnotator,
-                                          annotate, export_annotation_table)
+                                          annotate, export_annotation_table, register_annotator_set)
 from .similarity import (annotation_texts, check_annotation_table, finetune_recipe, pair_similarity,
-                                          similarity_records, study_embeddings)
-from .predict import COMBINATIONS, TASKS, confidence_features, protocol_from_settings, run_prediction, study_records
+                                          similarity_records, study_embeddings, table_mode)
+from .predict import (COMBINATIONS, TASKS, confidence_column, confidence_features, protocol_from_settings,
+                                       run_prediction, sentence_setting, study_records)
+from .paper import source_mode
 
 log = logging.getLogger("hhperc.perception.commands")
 
@@ -40,6 +42,9 @@ def select(metadata: str = None,  # per-topic metadata CSV folder or file, or an
     if meta is None: raise SettingsError("no metadata: pass --metadata DIR or set [data] dollar_street")
     images = images or st.data("dollar_street_images")
     sel, lg = select_study_images(read_metadata(meta, images), seed=st.seed if seed is None else seed, images_root=images, check=check)
+    checked = sel.attrs.get("images_checked", True)
+    sel["mode"] = "synthetic" if (Path(meta).parent / "scenes.jsonl").is_file() else "real"
+    sel.attrs["images_checked"] = checked
     out = Path(out)
     write_csv(sel, out); write_csv(lg, out.with_name(out.stem + ".log.csv"))
     print(selection_summary(sel, lg).to_string(index=False))
@@ -53,7 +58,7 @@ def select_main(argv: list[str] | None = None) -> int:
 # %% ../../nbs/perception/07_commands.ipynb #11eda628
 def build_annotators(names: Iterable[str],  # annotator names: detector (objects) and/or captioner (captions)
                      settings: Settings,  # models come from [models] detector / captioner
-                     threshold: float = 0.5,  # detector score threshold (strictly greater)
+                     threshold: float = 0.05,  # detector score floor kept in the store (strictly greater)
                      max_new_tokens: int | None = None,  # caption length limit (None: the model's)
                      num_beams: int = 1,  # caption beams (1 = greedy, the paper)
                      prompt: str | None = None,  # conditional captioning prompt (None: unconditional)
@@ -78,7 +83,9 @@ def annotate_cmd(store: Annotated[str, REQUIRED] = None,  # annotation store fol
                  workers: int = None,  # decoding worker processes (default [run] workers; 0 there = all cores)
                  device: str = None,  # auto | cpu | cuda | cuda:1 | mps (default [run] device)
                  amp: str = "auto",  # auto | bf16 | fp16 | off (CUDA only)
-                 threshold: float = 0.5,  # detector score threshold (strictly greater)
+                 floor: float = 0.05,  # detections kept in the store: score > floor (with their scores)
+                 threshold: float = 0.5,  # --export: labels in ml_labels score > threshold (the paper: 0.5)
+                 annotator_set: str = None,  # name this run's detector + captioner as a set; --export exports it
                  max_new_tokens: int = None,  # caption length limit (default: the model's)
                  num_beams: int = 1,  # 1 = greedy (the paper)
                  prompt: str = None,  # conditional captioning prompt (default: none, unconditional)
@@ -99,12 +106,14 @@ def annotate_cmd(store: Annotated[str, REQUIRED] = None,  # annotation store fol
     s = settings or load_settings()
     st = AnnotationStore(store)
     if merge: print(f"merged {st.merge_from(*merge)} shards into {st.root}")
-    anns = build_annotators(annotators.split(","), s, threshold, max_new_tokens, num_beams, prompt)
+    anns = build_annotators(annotators.split(","), s, floor, max_new_tokens, num_beams, prompt)
     images = images or s.data("dollar_street_images")
-    if images is None and anns: raise SettingsError("no images: pass --images DIR or set [data] dollar_street_images")
+    if images is None and anns and not export: raise SettingsError("no images: pass --images DIR or set [data] dollar_street_images")
+    if images is None and anns: print("no images (--images): nothing annotated; exporting what the store holds"); anns = []
     nw = workers if workers is not None else s.getint("run", "workers", 0)
     if nw <= 0 and workers is None: nw = min(8, os.cpu_count() or 1)
     if anns:
+        if annotator_set: register_annotator_set(st, annotator_set, anns)
         rep = annotate(images, anns, st, batch_size=batch, workers=nw, shard=shard, device=device or s.get("run", "device", "auto"),
                        amp=amp, progress=progress, retry_errors=retry_errors, limit=limit, throttle=throttle, threads=threads)
         print(rep.summary())
@@ -112,8 +121,9 @@ def annotate_cmd(store: Annotated[str, REQUIRED] = None,  # annotation store fol
     if export:
         hp = human or s.data("human_tags")
         hum = HumanLabels.from_csv(hp, id_column=id_column) if hp is not None else None
-        df = export_annotation_table(export, st, human=hum, metadata=metadata or s.data("dollar_street"))
-        print(f"wrote {export}: {len(df)} rows ({df.ml_mode.iloc[0] if len(df) else 'empty'})")
+        df = export_annotation_table(export, st, human=hum, metadata=metadata or s.data("dollar_street"), threshold=threshold,
+                                     annotator_set=annotator_set)
+        print(f"wrote {export}: {len(df)} rows, mode {df['mode'].iloc[0]}")
     return 0
 
 def annotate_main(argv: list[str] | None = None) -> int:
@@ -133,13 +143,15 @@ def similarity(annotations: Annotated[str, REQUIRED] = None,  # annotation table
                ) -> int:
     "Per-image and summary cosine similarity of the annotation types of an annotation table."
     st = settings or load_settings()
-    df = check_annotation_table(read_annotation_table(annotations), str(annotations))
-    emb, info = study_embeddings(df, model or st.model("sentence"), finetune_recipe(epochs, batch, warmup, st.seed, holdout_test),
-                                 Cache(st.cache_dir))
+    raw = read_annotation_table(annotations)
+    df = check_annotation_table(raw, str(annotations))
+    model = model or sentence_setting(st)
+    emb, info = study_embeddings(df, model, finetune_recipe(epochs, batch, warmup, st.seed, holdout_test), Cache(st.cache_dir))
     sims = pair_similarity(emb, annotation_texts(df))
+    mode = table_mode(source_mode(annotations, raw), model)
     out = Path(out)
-    write_csv(pd.concat([df[["id", "region", "topic"]], sims], axis=1), out / "similarity.csv")
-    recs = pd.DataFrame(similarity_records(sims, df))
+    write_csv(pd.concat([df[["id", "region", "topic"]], sims], axis=1).assign(mode=mode), out / "similarity.csv")
+    recs = pd.DataFrame(similarity_records(sims, df)).assign(mode=mode)
     write_csv(recs, out / "ds_similarity.csv")
     print(recs.query("variant == 'overall' and metric == 'cosine_mean'").to_string(index=False))
     return 0
@@ -160,20 +172,29 @@ def predict(task: Annotated[str, REQUIRED | one_of(*TASKS)] = None,  # region (c
             folds: int = None,  # cross-validation folds (default: profile ds_cv_folds)
             seeds: int = -1,  # model seeds (<= 0: profile ds_seeds)
             n_jobs: int = -1,  # parallel fits (<= 0: [run] workers)
+            confidence: bool = False,  # add the detector confidences (ml_label_scores) as source D: combinations D, O+D
             settings: Settings | None = None,  # from --settings / --set / --profile
             ) -> int:
     "Region classification or income regression from the annotation types of an annotation table."
     st = settings or load_settings()
-    df = check_annotation_table(read_annotation_table(annotations), str(annotations))
+    raw = read_annotation_table(annotations)
+    df = check_annotation_table(raw, str(annotations))
     ep = epochs if epochs is not None else int(st.size("ds_finetune_epochs", 10))
     recipe = finetune_recipe(ep, holdout_test=holdout_test, seed=st.seed, max_steps=int(st.size("ds_finetune_max_steps", -1)))
-    emb, _ = study_embeddings(df, model or st.model("sentence"), recipe, Cache(st.cache_dir))
-    cf = confidence_features(df)
-    if cf is not None: emb["D"] = cf[0]
+    model = model or sentence_setting(st)
+    emb, _ = study_embeddings(df, model, recipe, Cache(st.cache_dir))
+    combos = list(COMBINATIONS)
+    if confidence:
+        cf = confidence_features(df)
+        if cf is None or cf[0].shape[1] == 0:
+            raise FormatError(annotations, "an annotation table with detector scores (ml_label_scores) for --confidence",
+                              "no score column" if cf is None else f"an empty {confidence_column(df)} column",
+                              "Export the table with hhperc annotate --export, or drop --confidence.")
+        emb["D"] = cf[0]; combos += ["D", "O+D"]
     p = protocol_from_settings(st, seeds, n_jobs)
-    res = run_prediction(task, emb, df, COMBINATIONS, p["seeds"], grid or p["grid"], folds or p["folds"], p["n_jobs"],
-                         log=lambda m: print(m, file=sys.stderr), cache=Cache(st.cache_dir))
-    tab = study_records(res, df)
+    res = run_prediction(task, emb, df, combos, p["seeds"], grid or p["grid"], folds or p["folds"], p["n_jobs"],
+                         log=lambda m: print(m, file=sys.stderr), cache=Cache(st.cache_dir), cluster=p.get("cluster", ""))
+    tab = study_records(res, df).assign(mode=table_mode(source_mode(annotations, raw), model))
     write_csv(tab, Path(out) / f"ds_{task}.csv")
     print(tab[tab.variant == "overall"].to_string(index=False))
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ..config import stable_hash
+from ..formats import FormatError
 from .formats import TOPICS, REGIONS, read_dollar_street, read_mlcommons_dollar_street, image_path
 
 log = logging.getLogger("hhperc.perception.dataset")
@@ -99,6 +100,7 @@ def _cell_rng(seed, topic, region, q) -> np.random.Generator:
 
 def _balance_keep(df: pd.DataFrame, # rows with `topic`, `region`, `income_quartile`, `id`
                   seed: int,        # the selection seed
+                  spare=(),         # ids drawn only when a cell needs them (images listed under two topics)
                  ) -> tuple[list, dict]:
     "(index labels kept, {topic: smallest cell size}) of the per-topic balance."
     keep, nmins = [], {}
@@ -109,11 +111,24 @@ def _balance_keep(df: pd.DataFrame, # rows with `topic`, `region`, `income_quart
         if n_min == 0: log.warning("topic %s: a region x quartile cell is empty, so the whole topic is dropped", topic)
         for (r, q), c in sorted(cells.items()):
             c = c.sort_values("id", kind="stable")
-            take = _cell_rng(seed, topic, r, q).choice(len(c), size=n_min, replace=False) if n_min else []
-            keep.extend(c.index[np.sort(np.asarray(take, dtype=int))])
+            order = _cell_rng(seed, topic, r, q).permutation(len(c))
+            order = sorted(order, key=lambda i: c["id"].iloc[i] in spare)   # stable: the random order within each group
+            keep.extend(c.index[np.sort(np.asarray(order[:n_min], dtype=int))])
     return keep, nmins
 
 # %% ../../nbs/perception/03_dataset.ipynb #d38be2ac
+_NEEDS = ("per-topic Dollar Street metadata (<topic>.csv, the topic is the file's name) with at least one study "
+          "topic that has images in all 16 region x income-quartile cells")
+
+def _nothing_selected(metadata: pd.DataFrame, df_topics: pd.Series) -> FormatError:
+    "The error of an empty selection: which file, what was found, the flag that fixes it."
+    rep = metadata.attrs.get("report")
+    where = getattr(rep, "source", None) or "the metadata"
+    found = metadata["topic"].astype(str).value_counts().head(4) if len(metadata) else pd.Series(dtype=int)
+    return FormatError(where, _NEEDS, f"{len(metadata)} rows, {len(df_topics)} of them in a study topic (topics: "
+                       + (", ".join(f"{t} {n}" for t, n in found.items()) or "none") + ")",
+                       "Pass the folder of the released per-topic CSVs with --metadata (or set [data] dollar_street).")
+
 def select_study_images(metadata,               # metadata rows (from `read_metadata`) or a path `read_metadata` reads
                         seed: int = 0,          # seed of the per-cell random choice
                         images_root=None,       # folder of `<id>.jpg`: when given, unusable images are dropped
@@ -121,6 +136,7 @@ def select_study_images(metadata,               # metadata rows (from `read_meta
                         check: str = "load",    # how hard to look at each image (see `image_problem`)
                         drop_ids: dict | None = None, # {id: reason} of images known to be unusable
                         workers: int = 8,       # threads probing images
+                        spare_duplicates: bool = True, # draw images of two topics only when a cell needs them
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Balanced study set from raw metadata -> (selected rows with `income_quartile`, log of dropped rows with step and reason)."
     if not isinstance(metadata, pd.DataFrame): metadata = read_metadata(metadata, images_root)
@@ -132,20 +148,26 @@ def select_study_images(metadata,               # metadata rows (from `read_meta
     topics = tuple(topics)                                                    # 1. topics
     df = _log_drop(df, logs, ~df["topic"].isin(topics), "topic", "topic not in the study")
     df = _log_drop(df, logs, df.duplicated(["id", "topic"]), "topic", "repeated (id, topic) row")
+    in_topics = df["topic"]
     df, bad = _image_problems(df, images_root, check, drop_ids, workers)     # 2. images
     if bad: df = _log_drop(df, logs, df["id"].isin(bad), "image", df["id"].map(bad))
-    first = df.groupby("id")["topic"].transform("min")                        # 3. one topic per image
-    df = _log_drop(df, logs, df["topic"] != first, "two topics", "kept in " + first + " (the alphabetically first of its topics)")
-    df = df.copy()                                                            # 4. balance within each topic
+    if images_root is None and not drop_ids:
+        log.warning("no images given (--images): image files not checked; the selection is from the metadata alone")
+    df = df.copy()                                                            # 3. balance within each topic
     df["income_quartile"] = income_quartiles(df)
-    keep, nmins = _balance_keep(df, seed)
+    spare = set(df.loc[df.duplicated("id", keep=False), "id"]) if spare_duplicates else set()
+    keep, nmins = _balance_keep(df, seed, spare)
     df = _log_drop(df, logs, ~df.index.isin(pd.Index(keep)), "balance", "downsampled: every region x quartile cell of "
                    + df["topic"] + " cut to " + df["topic"].map(nmins).astype(str) + " (the smallest)")
+    last = df.groupby("id")["topic"].transform("max")                         # 4. one topic per selected image
+    df = _log_drop(df, logs, df["topic"] != last, "two topics", "kept in " + last + " (selected under two topics; the later name)")
+    if df.empty: raise _nothing_selected(metadata, in_topics)
     sel = df.sort_values(["topic", "region", "income_quartile", "id"], kind="stable").reset_index(drop=True)
     sel.attrs = {}
     lg = pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(columns=["step", "id", "topic", "region", "reason"])
     rep = metadata.attrs.get("report")
     sel.attrs["read_report"] = rep.as_dict() if rep is not None else None
+    sel.attrs["images_checked"] = images_root is not None
     log.info("selected %d of %d rows (%s)", len(sel), len(metadata), ", ".join(f"{k}: {v}" for k, v in lg["step"].value_counts(sort=False).items()))
     return sel, lg
 
@@ -156,4 +178,5 @@ def selection_summary(selected: pd.DataFrame, # the selected rows (from `select_
     "Rows dropped per step (and reason kind), and the rows kept: the selection in one small table."
     r = log_df.assign(kind=log_df["reason"].astype(str).str.split(r"[:(]").str[0].str.strip().str.replace(r"kept in .*", "kept in another topic", regex=True))
     out = r.groupby(["step", "kind"], sort=False).size().rename("rows").reset_index()
-    return pd.concat([out, pd.DataFrame([{"step": "selected", "kind": "kept", "rows": len(selected)}])], ignore_index=True)
+    extra = [] if selected.attrs.get("images_checked", True) else [{"step": "image", "kind": "not checked (no images given)", "rows": 0}]
+    return pd.concat([out, pd.DataFrame(extra + [{"step": "selected", "kind": "kept", "rows": len(selected)}])], ignore_index=True)

@@ -23,7 +23,8 @@ MLCOMMONS_COLUMNS = ["id", "country.id", "country.name", "region.id", "type", "i
 # %% auto #0
 __all__ = ['log', 'REGIONS', 'TOPICS', 'ACTION_TOPICS', 'METADATA_COLUMNS', 'ANNOTATION_COLUMNS', 'MLCOMMONS_COLUMNS',
            'normalise_region', 'topic_slug', 'image_path', 'read_dollar_street', 'write_dollar_street',
-           'read_annotation_table', 'write_annotation_table', 'read_mlcommons_dollar_street']
+           'read_annotation_table', 'write_annotation_table', 'crowd_tag_columns', 'clean_tag', 'join_human_labels',
+           'read_mlcommons_dollar_street']
 
 # %% ../../nbs/perception/00_formats.ipynb #ade89bc9
 _REGION_ALIASES = {"africa": "Africa", "af": "Africa", "asia": "Asia", "as": "Asia", "europe": "Europe", "eu": "Europe",
@@ -150,7 +151,9 @@ def read_dollar_street(csv_or_dir,       # one per-topic metadata CSV, or a fold
         except FormatError as e:
             if len(files) == 1: raise
             report.skip(f, f"not a metadata CSV: {e}"); continue     # a stray CSV in the folder: counted, not fatal
-        if "topic" not in raw.columns or topic_slug(f.stem) in TOPICS: raw["topic"] = topic_slug(f.stem)
+        stem = topic_slug(f.stem)     # the study topic is the file's name (the released `topic` says `families`)
+        if "topic" not in raw.columns or stem in TOPICS: raw["topic"] = stem
+        else: raw["topic"] = [t if topic_slug(t) in TOPICS else stem for t in raw["topic"].fillna("")]
         for c in METADATA_COLUMNS:
             if c not in raw.columns: raw[c] = None
         for i, r in enumerate(raw.to_dict("records")):
@@ -170,7 +173,7 @@ def read_dollar_street(csv_or_dir,       # one per-topic metadata CSV, or a fold
 def write_dollar_street(df: pd.DataFrame, # metadata rows with at least id, region, income, topic
                         out_dir,          # the folder to write `<topic>.csv` files into
                        ) -> list[Path]:
-    "Write one metadata CSV per topic (`<out_dir>/<topic>.csv`, the ten metadata columns), atomically."
+    "Write one metadata CSV per topic (`<out_dir>/<topic>.csv`) in the released shape (all quoted, `topic` = families)."
     missing = [c for c in ("id", "region", "income", "topic") if c not in df.columns]
     if missing: raise ValueError(f"write_dollar_street: the frame lacks columns {missing}")
     out = Path(out_dir); paths = []
@@ -178,7 +181,9 @@ def write_dollar_street(df: pd.DataFrame, # metadata rows with at least id, regi
     for c in METADATA_COLUMNS:
         if c not in d.columns: d[c] = ""
     for topic, g in d.groupby("topic", sort=True):
-        paths.append(write_csv(g[METADATA_COLUMNS], out / f"{topic_slug(topic)}.csv"))
+        inc = [str(int(x)) if isinstance(x, float) and x.is_integer() else str(x) for x in g["income"]]   # "198", not "198.0"
+        g = g[METADATA_COLUMNS].assign(topic="families", income=inc).fillna("").astype(str)
+        paths.append(write_csv(g, out / f"{topic_slug(topic)}.csv", quoting=csv.QUOTE_ALL))
     return paths
 
 # %% ../../nbs/perception/00_formats.ipynb #10cc1e64
@@ -224,6 +229,25 @@ def write_annotation_table(df: pd.DataFrame, # rows with the eight released colu
     d = df[ANNOTATION_COLUMNS + [c for c in df.columns if c not in ANNOTATION_COLUMNS]].copy()
     d.attrs = {}
     return write_csv(d, path)
+
+# %% ../../nbs/perception/00_formats.ipynb #3daa22f2
+_TAG_NOISE = re.compile(r'[.?!,:;"]')
+
+def crowd_tag_columns(columns, # the crowd export's column names
+                     ) -> list[str]:
+    "The `Answer.tagN` columns in numeric order (the file has them in lexicographic order)."
+    return sorted((str(c) for c in columns if re.fullmatch(r"Answer\.tag\d+", str(c).strip())), key=lambda c: int(c.strip()[10:]))
+
+def clean_tag(tag, # one crowd tag as typed ("Kitchen.", " pots, pans ")
+             ) -> str:
+    "The authors' tag cleaning without the spell-correction: `. ? ! , : ; \"` removed, lowercased, spaces collapsed."
+    if _missing(tag): return ""
+    return " ".join(_TAG_NOISE.sub("", str(tag)).lower().split())
+
+def join_human_labels(worker_tags, # one list of tags per worker row, rows in file order, tags in numeric column order
+                     ) -> str:
+    "One image's `human_labels`: every non-empty cleaned tag of every worker, joined with ',' (repeats kept)."
+    return ",".join(t for tags in worker_tags for t in map(clean_tag, tags) if t)
 
 # %% ../../nbs/perception/00_formats.ipynb #a3cedc9f
 _ML_EXPECTED = "MLCommons Dollar Street metadata CSV with columns " + ", ".join(MLCOMMONS_COLUMNS)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ..config import write_csv, write_bytes, write_json, stable_hash
-from .formats import REGIONS, TOPICS, ACTION_TOPICS, write_dollar_street, write_annotation_table, read_dollar_street
+from .formats import (REGIONS, TOPICS, ACTION_TOPICS, write_dollar_street, write_annotation_table, read_dollar_street,
+                                      join_human_labels)
 from .dataset import select_study_images
 
 log = logging.getLogger("hhperc.perception.synth")
@@ -29,7 +30,8 @@ __all__ = ['log', 'PAPER_TOPIC_COUNTS', 'REGION_INCOME_MEAN', 'INCOME_RANGE', 'C
            'RICH_OBJECTS', 'REGION_OBJECTS', 'TOPIC_THINGS', 'RICH_THINGS', 'POOR_THINGS', 'REGION_THINGS', 'MATERIALS',
            'MATERIAL_RGB', 'RICH_WORDS', 'POOR_WORDS', 'REGION_WORDS', 'GENERIC_WORDS', 'TOPIC_WORDS', 'SYNONYMS',
            'ACTION_CAPTIONS', 'SCENE_NOUN', 'FALSE_POSITIVES', 'households_size', 'households_metadata', 'make_scene',
-           'render_scene', 'make_workers', 'human_tags', 'detector_labels', 'caption', 'make_households']
+           'render_scene', 'make_workers', 'human_tags', 'detector_labels', 'caption', 'write_crowd_results',
+           'make_households']
 
 # %% ../../nbs/perception/01_synth.ipynb #9aaca4dd
 TOPIC_OBJECTS = {
@@ -171,10 +173,11 @@ def households_metadata(n: int,        # study images wanted after the selection
         rows.append(dict(id=iid, topics=topic, media_type=media, images=f"https://static.dollarstreet.org/media/{f['slug']}/image/{iid}/{iid}_2048.jpg",
                          familyid=f["familyid"], region=region, country=f["country"], slug=f["slug"], income=f["income"], topic=topic))
         return rows[-1]
+    tight = {}
     for t in TOPICS:
-        tight = REGIONS[rng.integers(4)]
+        tight[t] = REGIONS[rng.integers(4)]
         for r in REGIONS:
-            m = 4 * cells[t] if r == tight else 4 * cells[t] + int(round(4 * cells[t] * rng.uniform(0.3, 1.0)))
+            m = 4 * cells[t] if r == tight[t] else 4 * cells[t] + int(round(4 * cells[t] * rng.uniform(0.3, 1.0)))
             for _ in range(m): add(t, r)
     core = len(rows)
     broken = {}
@@ -183,15 +186,16 @@ def households_metadata(n: int,        # study images wanted after the selection
     for _ in range(max(2, int(0.02 * core))):       # images whose file is missing, empty or truncated
         r = add(TOPICS[rng.integers(len(TOPICS))], REGIONS[rng.integers(4)])
         broken[r["id"]] = ["missing", "empty", "truncated"][rng.integers(3)]
-    # an image in two topics: a core image of topic t repeated under a topic that sorts after t
+    # an image in two topics: a core image of topic t repeated under a topic t2 that sorts after t, never in
+    # t2's smallest region (which would change t2's smallest cell and so its count)
     cand = [i for i in range(core) if rows[i]["topic"] != max(TOPICS)]
     for i in rng.choice(cand, size=max(2, int(0.03 * core)), replace=False):
         src = rows[int(i)]
         later = [t for t in TOPICS if t > src["topic"]]
         t2 = later[rng.integers(len(later))]
-        dup = dict(src, topic=t2, topics=f"{src['topic']},{t2}")
-        src["topics"] = dup["topics"]
-        rows.append(dup)
+        if tight[t2] != src["region"]: rows.append(dict(src, topic=t2))
+    for r in rows:     # the Dollar Street tag: `visit` on about a sixth of the rows, as in the released files
+        r["topics"] = "visit" if int(r["id"][-2:], 16) % 6 == 0 else r["topic"]
     df = pd.DataFrame(rows)
     df["income"] = df["income"].astype(object)
     return _add_bad_records(df, rows, core, rng, seed), broken
@@ -358,6 +362,15 @@ def _write_images(scenes: dict, broken: dict, idir: Path, seed: int, image_size:
         elif kind == "truncated": data = data[: len(data) // 3]
         write_bytes(idir / f"{iid}.jpg", data)
 
+# %% ../../nbs/perception/01_synth.ipynb #fe454fa9
+def write_crowd_results(rows: list, # one dict per worker x image: WorkerId, imageID, Answer.tag1 .. Answer.tag10
+                        path,       # the CSV to write
+                       ) -> Path:
+    "Write crowd results in the released column order (tag columns sorted as strings), atomically."
+    df = pd.DataFrame(rows)
+    tag_cols = sorted(c for c in df.columns if c.startswith("Answer.tag"))
+    return write_csv(df[["WorkerId", "imageID"] + tag_cols], path)
+
 # %% ../../nbs/perception/01_synth.ipynb #304fc00b
 def _annotate(sel: pd.DataFrame, scenes: dict, seed: int) -> tuple[pd.DataFrame, list]:
     "(annotation table rows, crowd result rows) for the selected images."
@@ -366,17 +379,16 @@ def _annotate(sel: pd.DataFrame, scenes: dict, seed: int) -> tuple[pd.DataFrame,
     ann, tags = [], []
     for r in sel.itertuples():
         sc = scenes[r.id]
-        union = []
+        per_worker = []
         for w in arng.choice(len(workers), size=3, replace=False):
             wk = workers[int(w)]
-            t = human_tags(arng, sc, r.topic, r.region, wk)
-            union += t
-            tags.append({"HITId": stable_hash("hit", seed, r.id, n=30).upper(), "WorkerId": wk["id"],
-                         "AssignmentId": stable_hash("asg", seed, r.id, wk["id"], n=30).upper(), "Input.image_id": r.id,
-                         **{f"Answer.tag{j + 1}": (t[j] if j < len(t) else "") for j in range(10)}})
+            t = [x.capitalize() if int(stable_hash("case", r.id, wk["id"], x, n=2), 16) < 40 else x   # case varies
+                 for x in human_tags(arng, sc, r.topic, r.region, wk)]
+            per_worker.append(t)
+            tags.append({"WorkerId": str(734500 + int(w)), "imageID": f"{r.id}.jpg", **{f"Answer.tag{j + 1}": (t[j] if j < len(t) else "") for j in range(10)}})
         det = detector_labels(arng, sc)
         ann.append(dict(id=r.id, category=r.topic, country=r.country, income=float(r.income), region=r.region,
-                        human_labels=",".join(dict.fromkeys(union)), ml_captions=caption(arng, sc, r.topic, r.region),
+                        human_labels=join_human_labels(per_worker), ml_captions=caption(arng, sc, r.topic, r.region),
                         ml_labels=",".join(o for o, s in det if s > 0.5), ml_label_scores=",".join(f"{o}:{s:.3f}" for o, s in det),
                         media_type=r.media_type))
     return pd.DataFrame(ann), tags
@@ -408,7 +420,7 @@ def make_households(root,                 # the folder to write the world into
     table, tags = _annotate(sel, scenes, seed)
     paths = dict(root=root, metadata_dir=mdir, images_dir=idir if images else None,
                  annotation_table=write_annotation_table(table, root / "annotations.csv"),
-                 human_tags=write_csv(pd.DataFrame(tags), root / "human_tags.csv"),
+                 human_tags=write_crowd_results(tags, root / "human_tags.csv"),
                  selection_log=root / "selection_log.csv", scenes=root / "scenes.jsonl")
     write_bytes(paths["scenes"], "".join(json.dumps({"id": i, **s}) + "\n" for i, s in scenes.items()).encode())
     log.info("synthetic households: %d raw rows, %d selected, under %s", len(meta), len(table), root)
