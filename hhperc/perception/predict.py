@@ -27,12 +27,13 @@ GRIDS = {
 TASKS = ("region", "income")
 
 # %% auto #0
-__all__ = ['COMBINATIONS', 'GRIDS', 'TASKS', 'CONFIDENCE_COLUMNS', 'SCORING', 'AUTHORS_STRATIFY', 'param_grid',
-           'parse_combination', 'feature_matrix', 'confidence_column', 'confidence_features', 'make_estimator',
-           'truncate_boosting', 'shared_fits', 'cv_fit', 'best_candidate', 'unit_calls', 'refit_unit', 'fit_unit',
-           'resolve_jobs', 'run_parallel', 'PredictionResult', 'refit_unit_saved', 'fit_unit_saved', 'run_prediction',
-           'per_seed_records', 'baseline_records', 'aggregate', 'welch_records', 'fallback_records', 'study_records',
-           'protocol_from_settings', 'sentence_setting', 'prepare_study', 'plot_combinations']
+__all__ = ['COMBINATIONS', 'GRIDS', 'TASKS', 'CONFIDENCE_COLUMNS', 'SCORING', 'AUTHORS_STRATIFY', 'PAPER_FINDING', 'ML_ONLY',
+           'AUTHORS_PROTOCOL', 'param_grid', 'parse_combination', 'feature_matrix', 'confidence_column',
+           'confidence_features', 'make_estimator', 'truncate_boosting', 'shared_fits', 'cv_fit', 'best_candidate',
+           'unit_calls', 'refit_unit', 'fit_unit', 'resolve_jobs', 'run_parallel', 'PredictionResult',
+           'refit_unit_saved', 'fit_unit_saved', 'run_prediction', 'per_seed_records', 'baseline_records', 'aggregate',
+           'welch_records', 'fallback_records', 'study_records', 'protocol_from_settings', 'sentence_setting',
+           'prepare_study', 'action_finding', 'protocol_note', 'plot_combinations']
 
 # %% ../../nbs/perception/05_predict.ipynb #8109024e
 def param_grid(grid: str | dict, # "paper", "small", "tiny", or an explicit grid (per task or shared)
@@ -90,13 +91,14 @@ def _parse_scores(cell) -> dict:
 
 def confidence_features(df: pd.DataFrame,         # an annotation table
                         column: str | None = None, # the confidence column (found by name when None)
+                        floor: float = 0.0,        # scores below this are dropped (0: every detection the table kept)
                        ) -> tuple[np.ndarray, list, int] | None:
     "(n x classes matrix of the highest score per class, class names, bad cells) or None without a column."
     column = column or confidence_column(df)
     if column is None: return None
     parsed, bad = [], 0
     for cell in df[column]:
-        try: parsed.append(_parse_scores(cell))
+        try: parsed.append({k: v for k, v in _parse_scores(cell).items() if v >= floor})
         except (ValueError, TypeError, KeyError, json.JSONDecodeError): parsed.append({}); bad += 1
     classes = sorted(set(k for d in parsed for k in d))
     m = np.zeros((len(df), len(classes)), dtype=np.float32)
@@ -533,6 +535,43 @@ def prepare_study(run,                       # a `hhperc.reproduce.PaperRun`
         conf = dict(column=confidence_column(df), classes=len(cf[1]), bad_cells=cf[2])
     return dict(df=df, emb=emb, combos=combos, mode=table_mode(data_mode, model), data_mode=data_mode, source=source,
                 model=model, epochs=epochs, recipe=recipe, info=info, confidence=conf, clean=clean)
+
+# %% ../../nbs/perception/05_predict.ipynb #76ba1f2c
+PAPER_FINDING = {"action": "ML", "non-action": "human"}
+ML_ONLY = ("O", "C", "O+C")
+
+def action_finding(tab: pd.DataFrame, # a study table (`study_records` / the written long table)
+                   task: str,         # "region" (f1_weighted, higher is better) or "income" (rmse, lower is better)
+                  ) -> pd.DataFrame:
+    "Per subset action / non-action: best ML-only combination vs H, the winner, the paper's claim, agreement."
+    metric, better = ("f1_weighted", max) if task == "region" else ("rmse", min)
+    v = tab[tab.metric == metric].set_index(["row", "variant"])["value"]
+    rows = []
+    for sub, claim in PAPER_FINDING.items():
+        ml = {c: v.get((c, sub), np.nan) for c in ML_ONLY if (c, sub) in v.index}
+        h = v.get(("H", sub), np.nan)
+        if not ml or not np.isfinite(h) or not any(np.isfinite(list(ml.values()))): continue
+        best = better((c for c in ml if np.isfinite(ml[c])), key=lambda c: ml[c])
+        winner = "ML" if better(ml[best], h) == ml[best] and ml[best] != h else "human"
+        rows.append(dict(task=task, subset=sub, metric=metric, best_ml=best, ml_value=float(ml[best]), human_value=float(h),
+                         winner=winner, margin=abs(float(ml[best]) - float(h)), paper=claim, agrees=winner == claim))
+    if not rows: raise ValueError(f"{task} table has no {metric} rows for action / non-action and H: run the study with H and topics")
+    return pd.DataFrame(rows)
+
+# %% ../../nbs/perception/05_predict.ipynb #d9dd9a99
+from .similarity import PAPER_SENTENCE
+AUTHORS_PROTOCOL = dict(grid="paper", folds=5, seeds=10, encoder=PAPER_SENTENCE, epochs=10, max_steps=-1, clean=False,
+                        ddof=0, stratify="authors", holdout_test=False)
+
+def protocol_note(**used) -> str:
+    "One line: the settings in `used` (keys of AUTHORS_PROTOCOL) that differ from the authors', or \"the authors' protocol\"."
+    def same(k, v):
+        a = AUTHORS_PROTOCOL[k]
+        if k == "encoder": return str(v).rstrip("/").split("/")[-1] == a.split("/")[-1]
+        if k == "max_steps": return v is None or int(v) <= 0
+        return v == a
+    diffs = [f"{k}={v} (authors: {AUTHORS_PROTOCOL[k]})" for k, v in used.items() if k in AUTHORS_PROTOCOL and not same(k, v)]
+    return "departures from the authors' protocol: " + "; ".join(diffs) if diffs else "the authors' protocol"
 
 # %% ../../nbs/perception/05_predict.ipynb #67f495fc
 def plot_combinations(tab: pd.DataFrame,            # from `study_records`

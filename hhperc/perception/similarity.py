@@ -363,9 +363,10 @@ def table_mode(data_mode: str,       # the mode `study_table` returned ("real", 
     "The data mode, plus '+L6' / '+tiny' / '+substitute' when the encoder is not the paper's all-MiniLM-L12-v2."
     from hhperc.models import resolve_spec
     parts = str(data_mode).split("+")
-    base = parts[0] if parts[0] in ("real", "synthetic", "user") else "synthetic"
+    base = parts[0] if parts[0] in ("real", "synthetic", "user") else "user"   # an annotation-level mode (tiny, substitute): images unknown
     spec = resolve_spec(sentence_setting, "sentence")
-    if "tiny" in parts or spec.kind == "tiny": return _known_mode(f"{base}+tiny", base)
+    if "tiny" in parts or spec.kind == "tiny": return _known_mode(f"{base}+tiny", "tiny")
+    if "substitute" in parts: return f"{base}+substitute"
     if spec.kind == "bundled" or "L6" in str(sentence_setting): return _known_mode(f"{base}+L6", f"{base}+bundled", base)
     if str(sentence_setting).rstrip("/").split("/")[-1] == PAPER_SENTENCE.split("/")[-1]: return base
     return f"{base}+substitute"      # never the bare data mode: a table format without this mode refuses it, loudly
@@ -374,7 +375,8 @@ def table_mode(data_mode: str,       # the mode `study_table` returned ("real", 
 # published (study table, row, variant, metric) -> ours
 PAPER_MAP = {("similarity", "captions~human", "fine-tuned", "cosine_mean"): ("C~H", "overall", "cosine_mean"),
              ("region", "C", "RUSBoost", "f1"): ("C", "overall", "f1_weighted"),
-             ("income", "O+C", "AdaBoost.R2", "rmse"): ("O+C", "overall", "rmse")}
+             ("income", "O+C", "AdaBoost.R2", "rmse"): ("O+C", "overall", "rmse"),
+             ("income", "train-mean", "baseline", "rmse"): ("train-mean", "overall", "rmse")}
 
 def ds_paper_figures(table: str, # "similarity", "region" or "income"
                     ) -> pd.DataFrame:
