@@ -131,3 +131,13 @@ def test_findings_and_annotators_notebooks_smoke(run_paper, tmp_path):
     ann = T.read_table(out / "tables" / "ds_annotators.csv")
     assert set(ann["row"]) == {"study table"} and ann["paper"].isna().all()
     assert {"cosine_mean", "f1_weighted", "rmse", "fallback_fits"} <= set(ann["metric"])
+
+
+def test_unreachable_cluster_is_one_clear_settings_error():
+    "[run] cluster naming no scheduler: one SettingsError naming the setting and the fix, not a hang or a traceback."
+    pytest.importorskip("distributed")
+    from hhperc.config import SettingsError
+    from hhperc.perception.predict import run_parallel
+    with pytest.raises(SettingsError, match=r"\[run\] cluster = 'tcp://127.0.0.1:9'.*leave \[run\] cluster empty"):
+        run_parallel([(abs, (-1,))], cluster="tcp://127.0.0.1:9")
+    assert run_parallel([(abs, (-1,)), (abs, (-2,))], n_jobs=1) == [1, 2]

@@ -251,6 +251,19 @@ def resolve_jobs(n_jobs: int | None, # -1, 0 or None for all cores, else the num
     return int(n_jobs)
 
 # %% ../../nbs/perception/05_predict.ipynb #5f52d0fc
+def _dask_client(cluster, timeout: str = "10s"):
+    "A distributed Client for `cluster` (an address, a Client, or a cluster object); a SettingsError when none answers."
+    from hhperc.config import SettingsError
+    try:
+        from distributed import Client
+    except ImportError:
+        raise SettingsError(f"[run] cluster = {cluster!r} needs Dask's distributed: pip install 'hhperc[cluster]', or leave [run] cluster empty") from None
+    if isinstance(cluster, Client): return cluster
+    try: return Client(cluster, set_as_default=False, timeout=timeout)
+    except (OSError, TimeoutError) as e:
+        raise SettingsError(f"[run] cluster = {cluster!r}: no Dask scheduler answered within {timeout} ({type(e).__name__}). "
+                            "Start one (dask scheduler) and give its address, or leave [run] cluster empty (--set run.cluster=)") from None
+
 def run_parallel(calls: list,      # [(function, argument tuple), ...]
                  n_jobs: int = 1,  # local processes (-1: all cores)
                  cluster="",       # a Dask scheduler address, Client or cluster; '' = local
@@ -258,8 +271,7 @@ def run_parallel(calls: list,      # [(function, argument tuple), ...]
     "Results of `f(*args)` for each call, in order: a loop, loky processes, or a Dask cluster via joblib."
     from joblib import Parallel, delayed, parallel_config
     if cluster:
-        from distributed import Client
-        client = cluster if isinstance(cluster, Client) else Client(cluster, set_as_default=False)
+        client = _dask_client(cluster)
         try:
             with parallel_config(backend="dask", client=client):
                 return Parallel(batch_size=1)(delayed(f)(*a) for f, a in calls)
