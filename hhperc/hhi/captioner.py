@@ -388,6 +388,7 @@ def bos_id(tok) -> int:                    # a decoder tokenizer
         if v is not None: return int(v)
     return eos_id(tok)
 
+# %% ../../nbs/hhi/03_captioner.ipynb #02b8faa2
 def read_clipcap_state(path,                          # a ClipCap checkpoint (.pt)
                        setting: str = "clipcap_cc",   # the [models] key it came from, for the message
                        ) -> dict:
