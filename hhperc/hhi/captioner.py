@@ -637,4 +637,8 @@ def config_from_settings(settings: Settings,  # the profile's hhi_captioner_* an
     return CaptionerConfig(lr=float(settings.size("hhi_captioner_lr", d.lr)), batch_size=int(settings.size("hhi_captioner_batch", d.batch_size)),
                            epochs=int(settings.size("hhi_captioner_epochs", d.epochs)), num_beams=beams,
                            num_return=min(d.num_return, beams), seed=settings.seed,
-                           standardize=bool(int(settings.size("hhi_clip_standardize", 0))))
+                           standardize=bool(int(settings.size("hhi_clip_standardize", 0))),
+                           ranking=str(settings.size("hhi_beam_ranking", d.ranking)),
+                           length_penalty=float(settings.size("hhi_beam_length_penalty", d.length_penalty)),
+                           beam_groups=int(settings.size("hhi_beam_groups", d.beam_groups)),
+                           diversity=float(settings.size("hhi_beam_diversity", d.diversity)))
