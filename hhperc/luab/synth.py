@@ -357,7 +357,7 @@ def _write_bg_challenge(tmp: Path, cl, sz: dict, seed, bg_agreement, truth: list
     "bg_challenge/<variant>/val/<wnid>/*.JPEG for the eight variants, fg_mask/val/<wnid>/*.npy; truth rows appended."
     K, S = sz["classes"], sz["image_size"]
     for split in BG_SPLITS:
-        for i in range(sz["test_images"]):
+        for i in range(sz["test_images"] if split != "only_bg_t" else min(sz["test_images"], 4 * K)):   # the challenge's backgrounds
             label = i % K
             img, mask, bgc, _ = _single_image(cl, label, split, i, seed, S, bg_agreement)
             p = tmp / "bg_challenge" / split / "val" / cl[label]["wnid"] / f"{split}_{i:06d}.JPEG"
@@ -557,7 +557,7 @@ def make_objects(root, # output folder
     root = Path(root)
     sz = objects_sizes(scale, settings, classes=classes, train_images=train_images, test_images=test_images,
                        image_size=image_size, coco_images=coco_images)
-    params = {"version": 2, "seed": int(seed), "bg_agreement": float(bg_agreement), "no_xml": float(no_xml), **sz}
+    params = {"version": 3, "seed": int(seed), "bg_agreement": float(bg_agreement), "no_xml": float(no_xml), **sz}
     paths = {"imagenet": root / "imagenet", "imagenet_ab": root / "imagenet_ab", "bg_challenge": root / "bg_challenge",
              "coco": root / "coco", "coco_ab": root / "coco_ab.json",
              "coco_labels": root / "coco" / "annotations" / "instances_train2014.json",
