@@ -14,7 +14,8 @@ log = logging.getLogger("hhperc.hhi.extract")
 __all__ = ['log', 'PREPOSITIONS', 'PARTICLES', 'AUX', 'NO_WORDS', 'PIPES', 'TITLE_WORDS', 'PERSON_NOUNS', 'GROUP_WORDS',
            'PARSE_NAMES', 'NOT_ARGUMENTS', 'MODIFIERS', 'CLAUSE_WORDS', 'mask_names', 'normalise_interaction',
            'verb_lemma', 'gerund', 'has_verb', 'filter_reason', 'is_valid_interaction', 'spacy_pipeline',
-           'clean_caption', 'strip_nameless_pps', 'extract_interactions', 'extractor_method', 'first_verb_accuracy']
+           'clean_caption', 'strip_nameless_pps', 'extract_interactions', 'extract_many', 'extractor_method',
+           'first_verb_accuracy']
 
 # %% ../../nbs/hhi/02a_extract.ipynb #7998ac5a
 PREPOSITIONS = {"in", "at", "during", "on", "after", "before", "near", "outside", "inside", "from", "for", "of",
@@ -229,8 +230,15 @@ def _extract_spacy(caption: str,  # a caption with `[NAME]` or `_` masks, or peo
                    nlp,           # a spaCy English pipeline with parser and lemmatizer
                   ) -> list[str]:
     "The dependency-parse extractor: one label per verb whose subject and another participant are people."
+    return _doc_labels(nlp(_parse_text(caption)))
+
+def _parse_text(caption: str) -> str:
+    "The text the parser reads: the caption cleaned, its masks given back as PARSE_NAMES."
     k = iter(range(10 ** 6))
-    doc = nlp(re.sub(r"\[NAME\]", lambda m: PARSE_NAMES[next(k) % len(PARSE_NAMES)], clean_caption(caption)))
+    return re.sub(r"\[NAME\]", lambda m: PARSE_NAMES[next(k) % len(PARSE_NAMES)], clean_caption(caption))
+
+def _doc_labels(doc) -> list[str]:
+    "The labels of a parsed caption."
     out = []
     for v in doc:
         if (ger := _gerund_of(v)) is None: continue
@@ -363,6 +371,25 @@ def extract_interactions(caption: str,         # a caption, names masked as `[NA
     except Exception as e:
         log.warning("spaCy extraction failed on %r (%s): using the rules", caption[:60], e)
         return _extract_rules(caption)
+
+# %% ../../nbs/hhi/02a_extract.ipynb #b725351e
+def extract_many(captions,                  # captions, names masked as `[NAME]` or `_`
+                 method: str = "auto",      # 'auto', 'spacy' or 'rules' (as `extract_interactions`)
+                 model: str | None = None,  # the spaCy pipeline
+                 batch_size: int = 256,     # captions parsed together
+                ) -> list[list[str]]:
+    "`extract_interactions` over many captions, the parse batched."
+    caps = [str(c) for c in captions]
+    nlp = spacy_pipeline(model) if method != "rules" else None
+    if nlp is None or not hasattr(nlp, "pipe"): return [extract_interactions(c, method, model) for c in caps]
+    out = []
+    for i in range(0, len(caps), batch_size):
+        chunk = caps[i:i + batch_size]
+        try: out += [_doc_labels(d) for d in nlp.pipe([_parse_text(c) for c in chunk], batch_size=batch_size)]
+        except Exception as e:
+            if method == "spacy": raise
+            log.warning("spaCy extraction failed on a batch (%s): using the rules", e); out += [_extract_rules(c) for c in chunk]
+    return out
 
 # %% ../../nbs/hhi/02a_extract.ipynb #45aa6ca7
 def extractor_method(model: str | None = None, # the spaCy pipeline `auto` would try

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .synth import CaptionGrammar, FIRST_NAMES, NAMES_A, NAMES_B, random_names, interactions as synth_interactions
-from .extract import extract_interactions, filter_reason, normalise_interaction, strip_nameless_pps
+from .extract import extract_interactions, extract_many, filter_reason, normalise_interaction, strip_nameless_pps
 
 log = logging.getLogger("hhperc.hhi.pairs")
 
@@ -162,13 +162,9 @@ def in_context_examples(captions,         # Who's Waldo train-split captions wit
                         method: str = "auto", # the extractor (`extract_interactions`)
                        ) -> list[tuple[str, str]]:
     "(label, caption) examples for stage B, names still masked: two-name captions whose interaction the extractor finds."
-    out = []
-    for cap in captions:
-        if cap.count("[NAME]") != 2: continue
-        ex = extract_interactions(cap, method)
-        if ex: out.append((ex[0], cap))
-        if len(out) >= limit: break
-    return out
+    two = [c for c in captions if c.count("[NAME]") == 2][: limit * 5]   # enough to find `limit` examples
+    out = [(ex[0], cap) for cap, ex in zip(two, extract_many(two, method)) if ex]
+    return out[:limit]
 
 # %% ../../nbs/hhi/02b_pairs.ipynb #a28833b2
 def stage_b_sample(examples: list[tuple[str, str]], # masked (label, caption) examples (`in_context_examples`)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .synth import CaptionGrammar, NAMES_B, random_names, interactions as synth_interactions
-from .extract import extract_interactions, filter_reason, normalise_interaction
+from .extract import extract_interactions, extract_many, filter_reason, normalise_interaction
 from .summariser import Summarizer
 
 # %% auto #0
@@ -105,7 +105,7 @@ def extractor_predictions(captions: list[str],     # captions with `[NAME]` mask
                           model: str | None = None, # the spaCy pipeline (`[models] spacy`)
                          ) -> list[str]:
     "The extractor as a baseline: its first interaction, or '' when it finds none."
-    return [(extract_interactions(c, method, model) or [""])[0] for c in captions]
+    return [(ls or [""])[0] for ls in extract_many(captions, method, model)]
 
 # %% ../../nbs/hhi/02d_pseudolabels.ipynb #94fbbdeb
 def heldout_captions(n: int,                           # captions

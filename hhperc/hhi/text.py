@@ -93,7 +93,7 @@ def load_pairs(settings,            # hhperc settings (models, sizes, device)
     model, tok = load_llm(settings.model("llm"))
     model.to(pick_device(settings.get("run", "device", "auto")))
     spacy = _spacy_model(settings)
-    labels = sorted({l for c in captions for l in extract_interactions(c, model=spacy)}) or [i.label for i in synth_interactions()]
+    labels = sorted({l for ls in extract_many(captions, model=spacy) for l in ls}) or [i.label for i in synth_interactions()]
     examples = in_context_examples(captions) or [(l, name_label(l, ["[NAME]", "[NAME]"]) + ".") for l in labels[:10]]
     pairs, counts = llm_pairs(model, tok, labels, examples, max(1, n), PairStore(store_path),
                               batch_size=settings.getint("run", "llm_batch", 8) or 8, seed=seed, progress=progress)
