@@ -4,7 +4,7 @@
 
 # %% ../../nbs/hhi/03_captioner.ipynb #48f73cc7
 from __future__ import annotations
-import json, logging, os, re
+import copy, json, logging, os, re, tempfile
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Callable
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, TensorDataset
 
 from ..config import Cache, Settings, fingerprint, seed_everything, stable_hash, write_json, write_torch
-from ..formats import ReadReport
-from ..models import load_clip, load_decoder, tiny_clip, tiny_gpt2, resolve_spec
+from ..formats import FormatError, ReadReport
+from ..models import TINY, load_clip, load_decoder, tiny_clip, tiny_gpt2, tiny_tokenizer, resolve_spec
 from ..train import Precision, fit, rank0_first, start_distributed
 
 log = logging.getLogger(__name__)
@@ -393,7 +393,6 @@ def read_clipcap_state(path,                          # a ClipCap checkpoint (.p
                        setting: str = "clipcap_cc",   # the [models] key it came from, for the message
                        ) -> dict:
     "The checked state dict of a ClipCap MLP-mapping checkpoint; `FormatError` naming the setting otherwise."
-    from hhperc.formats import FormatError
     path = Path(path)
     fix = f"Give ClipCap's released weights (coco_weights.pt or conceptual_weights.pt): --set models.{setting}=PATH"
     if not path.is_file(): raise FormatError(path, "a ClipCap checkpoint (.pt)", "a folder" if path.exists() else "nothing", fix)
@@ -435,8 +434,6 @@ def load_clipcap(path,                             # a ClipCap checkpoint
                  n_head: int | None = None):       # GPT-2 heads when built from shapes (default width // 64)
     "(ClipPrefixCaptioner, tokenizer) from a ClipCap MLP-mapping checkpoint."
     from transformers import GPT2Config, GPT2LMHeadModel
-    from hhperc.formats import FormatError
-    from hhperc.models import tiny_tokenizer
     sd = read_clipcap_state(path, setting)
     gpt = {k[4:]: v for k, v in sd.items() if k.startswith("gpt.") and not k.endswith((".attn.bias", ".attn.masked_bias"))}
     wte = gpt["transformer.wte.weight"]
@@ -467,7 +464,6 @@ class EncDecCaptioner(nn.Module):
                  bos_id: int,                  # the start token
                  end_ids=None):                # tokens that end a text (default: the decoder's eos)
         super().__init__()
-        import copy
         cfg = copy.deepcopy(decoder.config); cfg.add_cross_attention = True; cfg.is_decoder = True
         self.decoder = type(decoder)(cfg); self.decoder.load_state_dict(decoder.state_dict(), strict=False)
         self.clip_dim, self.bos_id, self.prefix_len = clip_dim, bos_id, 1
@@ -604,8 +600,6 @@ def clipcap_baseline(value: str,                      # the [models] clipcap_* v
                      finetune: bool = False,          # prepared for fine-tuning on pHHI (BOS) instead of zero-shot captions
                      ) -> CaptionerBundle:
     "A bundle around a ClipCap checkpoint, or around a tiny one written in its layout (mode tiny)."
-    import tempfile
-    from hhperc.models import TINY
     tiny = resolve_spec(value, key).kind == "tiny"
     if tiny:
         h = tiny_hidden or TINY["hidden"]
