@@ -18,7 +18,7 @@ from hhperc.formats import FormatError
 from hhperc.luab.data import eval_transform
 from hhperc.luab.metrics import (IMAGENET_COLUMNS, aupr, bg_adversarial_acc, coco_columns, cooccurrence_drop, imagenet_c,
                                  imagenet_columns, instance_mask, objectnet_class_map, objectnet_top1, real_top1, folder_logits,
-                                 image_files)
+                                 image_files, si_score)
 
 RGB = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "purple": (255, 0, 255), "black": (0, 0, 0)}
 
@@ -126,6 +126,23 @@ def test_objectnet_mapping_border_and_restricted_argmax(tmp_path):
     (root / "mappings" / "objectnet_to_imagenet_1k.json").unlink()
     with pytest.raises(FormatError, match="objectnet_to_imagenet_1k.json"):
         objectnet_class_map(root, 3)
+
+
+# ------------------------------------------------------------------ SI-Score: the release's factor folders and class CSV
+
+def test_si_score_reads_the_release_layout(tmp_path):
+    root = tmp_path / "si-score"
+    # as `aws s3 cp s3://si-score-dataset/object_size/` lays it out: <class name>/*.jpg and foreground_classes.csv
+    for k, c in enumerate(["red", "red", "blue"]): solid(root / "object_size" / "lemon" / f"{k}.jpg", c)
+    solid(root / "object_size" / "zebra" / "0.jpg", "blue")
+    (root / "object_size" / "foreground_classes.csv").write_text("int,label\n0,lemon\n2,zebra\n")
+    solid(root / "object_location" / "lemon" / "0.jpg", "green")
+    (root / "object_location" / "foreground_classes.csv").write_text("int,label\n0,lemon\n")
+    # by hand: size 3 of 4 right (the blue lemon is wrong); location 0 of 1; no rotation folder, no SI-rot
+    assert si_score(ColorNet(), root, ["n01", "n02", "n03"], size=16) == {"SI-size": 75.0, "SI-loc": 0.0}
+    (root / "object_location" / "foreground_classes.csv").write_text("index,name\n0,lemon\n")
+    with pytest.raises(FormatError, match="int,label"):
+        si_score(ColorNet(), root, ["n01", "n02", "n03"], size=16)
 
 
 # ------------------------------------------------------------------ BGC-acc against a brute-force reference

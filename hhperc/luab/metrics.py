@@ -4,7 +4,7 @@
 
 # %% ../../nbs/luab/05_metrics.ipynb #f93d293f
 from __future__ import annotations
-import json, logging, math
+import csv, json, logging, math
 from pathlib import Path
 from typing import Mapping, Sequence
 import numpy as np
@@ -43,8 +43,8 @@ __all__ = ['log', 'BG_SPLITS', 'IMAGE_SUFFIXES', 'SI_FACTORS', 'COCO_COLUMNS', '
            'IMAGENET_COLUMNS', 'predict', 'accuracy', 'top1', 'bg_challenge', 'parse_ood_sets', 'ood_class_map',
            'ood_top1', 'image_files', 'ImageList', 'folder_logits', 'mapped_top1', 'real_top1', 'aupr',
            'anomaly_scores', 'in_o_aupr', 'imagenet_c', 'objectnet_class_map', 'crop_border', 'objectnet_top1',
-           'si_score', 'bg_class_map', 'bg_adversarial_acc', 'multilabel_map', 'coco_map', 'instance_mask',
-           'coco_eval_items', 'class_mask', 'cooccurrence_drop', 'coco_columns', 'unknown_metric_rows',
+           'si_class_map', 'si_score', 'bg_class_map', 'bg_adversarial_acc', 'multilabel_map', 'coco_map',
+           'instance_mask', 'coco_eval_items', 'class_mask', 'cooccurrence_drop', 'coco_columns', 'unknown_metric_rows',
            'imagenet_eval_sets', 'imagenet_columns']
 
 # %% ../../nbs/luab/05_metrics.ipynb #05893f71
@@ -322,10 +322,22 @@ def objectnet_top1(model: nn.Module, # the plain classifier
     return mapped_top1(lg, [f for _, f in rows], cmap, restrict=True)
 
 # %% ../../nbs/luab/05_metrics.ipynb #22580c37
-SI_FACTORS = {"SI-size": "area", "SI-loc": "location", "SI-rot": "rotation"}
+SI_FACTORS = {"SI-size": "object_size", "SI-loc": "object_location", "SI-rot": "object_rotation"}
+
+def si_class_map(d, # one factor folder
+                 classes: Sequence[str], # the model's classes, in index order
+                ) -> dict:
+    "{class folder: [model class]} from foreground_classes.csv (int,label), else as `ood_class_map`."
+    csv_path = Path(d) / "foreground_classes.csv"
+    if not csv_path.is_file(): return ood_class_map(d, classes)
+    with open(csv_path, newline="") as f: rows = list(csv.DictReader(f))
+    if not rows or not {"int", "label"} <= set(rows[0]):
+        raise FormatError(csv_path, "SI-Score's foreground_classes.csv with columns int,label", f"{len(rows)} rows, columns {list(rows[0]) if rows else []}",
+                          "Point --set data.si_score at the folder holding object_size/, object_location/, object_rotation/.")
+    return {r["label"]: [int(r["int"])] for r in rows if 0 <= int(r["int"]) < len(classes)}
 
 def si_score(model: nn.Module, # the plain classifier
-             root, # SI-Score: area/, location/, rotation/
+             root, # SI-Score: object_size/, object_location/, object_rotation/
              classes: Sequence[str], # the model's classes, in index order
              size: int = 224, batch_size: int = 128, device=None, workers: int = 0,
             ) -> dict:
@@ -334,14 +346,9 @@ def si_score(model: nn.Module, # the plain classifier
     for col, factor in SI_FACTORS.items():
         d = Path(root) / factor
         if not d.is_dir(): continue
-        try: parts = [d] if ood_class_map(d, classes) else []
-        except ValueError: parts = sorted(p for p in d.iterdir() if p.is_dir() and not is_junk(p))   # <value>/<class>/
-        hits = []
-        for p in parts:
-            lg, rows = folder_logits(model, p, size, batch_size, device, workers)
-            hits.append((mapped_top1(lg, [f for _, f in rows], ood_class_map(p, classes), False), len(rows)))
-        out[col] = sum(a * n for a, n in hits) / sum(n for _, n in hits)
-    if not out: raise FileNotFoundError(f"{root}: none of area/, location/, rotation/; expected the SI-Score layout")
+        lg, rows = folder_logits(model, d, size, batch_size, device, workers)
+        out[col] = mapped_top1(lg, [f for _, f in rows], si_class_map(d, classes), restrict=False)
+    if not out: raise FileNotFoundError(f"{root}: none of {', '.join(SI_FACTORS.values())}; expected the SI-Score layout")
     return out
 
 # %% ../../nbs/luab/05_metrics.ipynb #1d303790

@@ -502,7 +502,7 @@ def _write_ood(tmp: Path, cl, sz: dict, seed, truth: list) -> None:
             "in_a": ("imagenet_a", half_a, lambda c: c["wnid"], ".jpg"), "in_r": ("imagenet_r", half_r, lambda c: c["wnid"], ".jpg"),
             "sketch": ("imagenet_sketch/sketch", range(K), lambda c: c["wnid"], ".JPEG"),
             "in_o": ("imagenet_o", half_a, lambda c: c["wnid"], ".jpg"), "objnet": ("objectnet/images", range(K), lambda c: f"obj_{c['index']}", ".png"),
-            **{f: (f"si_score/{f}", range(K), lambda c: c["wnid"], ".jpg") for f in ("area", "location", "rotation")}}
+            **{f: (f"si_score/object_{d}", range(K), lambda c: c["name"], ".jpg") for f, d in (("area", "size"), ("location", "location"), ("rotation", "rotation"))}}
     for kind, (folder, labels, name, ext) in sets.items():
         labels = list(labels)
         for i in range(n):
@@ -513,6 +513,8 @@ def _write_ood(tmp: Path, cl, sz: dict, seed, truth: list) -> None:
             p = o / folder / sub / f"{kind}_{i:06d}{ext}"
             p.parent.mkdir(parents=True, exist_ok=True); img.save(p, format="PNG" if ext == ".png" else "JPEG", quality=92)
     _write_mappings(o / "objectnet" / "mappings", cl)
+    for d in ("size", "location", "rotation"):                               # SI-Score's class name -> ImageNet index
+        (o / "si_score" / f"object_{d}" / "foreground_classes.csv").write_text("int,label\n" + "".join(f"{c['index']},{c['name']}\n" for c in cl))
     _write_in_c(tmp, cl, sz, seed)
     val = [r for r in truth if r["split"] == "val"]
     rng = np.random.default_rng([int(seed), _OOD_CODE["real"]])
@@ -557,7 +559,7 @@ def make_objects(root, # output folder
     root = Path(root)
     sz = objects_sizes(scale, settings, classes=classes, train_images=train_images, test_images=test_images,
                        image_size=image_size, coco_images=coco_images)
-    params = {"version": 3, "seed": int(seed), "bg_agreement": float(bg_agreement), "no_xml": float(no_xml), **sz}
+    params = {"version": 4, "seed": int(seed), "bg_agreement": float(bg_agreement), "no_xml": float(no_xml), **sz}
     paths = {"imagenet": root / "imagenet", "imagenet_ab": root / "imagenet_ab", "bg_challenge": root / "bg_challenge",
              "coco": root / "coco", "coco_ab": root / "coco_ab.json",
              "coco_labels": root / "coco" / "annotations" / "instances_train2014.json",
