@@ -49,7 +49,7 @@ def hhi_extract(caption: Annotated[str, REPEAT] = None,  # a caption (repeatable
     if not caps: raise ValueError("no captions: give --caption TEXT or --captions FILE")
     model = spacy_model or (settings or load_settings()).get("models", "spacy", None) or None
     try: rows = [dict(caption=c, interactions=" | ".join(extract_interactions(c, method, model))) for c in caps]
-    except RuntimeError as e: raise ValueError(f"{e} (--method spacy needs it; --spacy-model names another pipeline)") from e
+    except RuntimeError as e: raise ValueError(f"{e}; --spacy-model names another pipeline") from e
     if out: write_csv(pd.DataFrame(rows), out); print(f"wrote {len(rows)} rows to {out}")
     else:
         for r in rows: print(f"{r['interactions'] or '-'}\t{r['caption']}")
