@@ -42,7 +42,7 @@ def object_classes(k: int, # number of classes, 1..40
     return out
 
 # %% auto #0
-__all__ = ['log', 'SHAPES', 'TEXTURES', 'MAX_CLASSES', 'COCO_CATEGORY_IDS', 'BG_SPLITS', 'IN_C_CORRUPTIONS', 'object_classes',
+__all__ = ['log', 'SHAPES', 'TEXTURES', 'MAX_CLASSES', 'COCO_CATEGORY_IDS', 'BG_SPLITS', 'WORLD_CORRUPTIONS', 'object_classes',
            'background', 'foreground_mask', 'shape_mask', 'compose', 'mask_box', 'make_annotators',
            'annotate_imagenet_ab', 'annotate_coco_ab', 'objects_sizes', 'rle', 'eval_sets', 'make_objects']
 
@@ -446,7 +446,7 @@ def _reusable(root: Path, wf: Path, params: dict, force: bool) -> bool:
 # %% ../../nbs/luab/01_synth.ipynb #63c14ca0
 _OOD_CODE = {"v2": 20, "in_a": 21, "in_r": 22, "sketch": 23, "in_o": 24, "objnet": 25, "area": 26, "location": 27,
              "rotation": 28, "real": 29, "objnet_blob": 30}
-IN_C_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast")
+WORLD_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast")
 
 def _blob(size, rng) -> np.ndarray:
     "An irregular polygon that is no class's shape (IN-O's images)."
@@ -528,7 +528,7 @@ def _write_in_c(tmp: Path, cl, sz: dict, seed):
     for i in range(max(K, sz["test_images"] // 2)):
         label = i % K
         img = _single_image(cl, label, "val", i, seed, S, 0.9)[0]
-        for c in IN_C_CORRUPTIONS:
+        for c in WORLD_CORRUPTIONS:
             for sev in range(1, 6):
                 p = tmp / "ood" / "imagenet_c" / c / str(sev) / cl[label]["wnid"] / f"ILSVRC2012_val_{i + 1:08d}.JPEG"
                 _save(_corrupt(img, c, sev, np.random.default_rng([int(seed), i, sev])), p)
