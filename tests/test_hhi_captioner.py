@@ -132,7 +132,7 @@ def test_load_clipcap_wrong_files_name_the_setting(tmp_path):
         HC.load_clipcap(tmp_path / "pickle.pt", "clipcap_coco")
     torch.save({"clip_project.linear.weight": torch.zeros(2, 2), "clip_project.prefix_const": torch.zeros(2, 2),
                 "clip_project.transformer.layers.0.attn.to_queries.weight": torch.zeros(2, 2)}, tmp_path / "transformer_weights.pt")
-    with pytest.raises(FormatError, match="transformer mapping"):
+    with pytest.raises(FormatError, match="missing gpt.transformer.wte.weight"):
         HC.load_clipcap(tmp_path / "transformer_weights.pt", "clipcap_coco")
     _clipcap_file(tmp_path / "vocab.pt", vocab=100)
     with pytest.raises(FormatError, match="vocabulary"):
@@ -177,3 +177,48 @@ def test_cached_step_matches_full_recomputation(arch):
         got = HC.beam_search(HC.cached_step(m, state), m.start_ids, m.end_ids, 6, 7, groups, div)
         assert [s for s, _ in got] == [s for s, _ in want]
         assert np.allclose([v for _, v in got], [v for _, v in want], atol=1e-4)
+
+
+def _clipcap_reference_mapper(sd, x, clip_len, heads=8):
+    "ClipCap's TransformerMapper written out with einsum, straight from the state dict (the independent reference)."
+    import torch.nn.functional as F
+    p = lambda k: sd["clip_project." + k]
+    h = torch.cat([(x @ p("linear.weight").T + p("linear.bias")).view(len(x), clip_len, -1), p("prefix_const").expand(len(x), -1, -1)], 1)
+    layers = sorted({int(k.split(".")[3]) for k in sd if k.startswith("clip_project.transformer.layers.")})
+    for i in layers:
+        L = lambda k: p(f"transformer.layers.{i}.{k}")
+        y = F.layer_norm(h, h.shape[-1:], L("norm1.weight"), L("norm1.bias")); b, n, c = y.shape
+        q = (y @ L("attn.to_queries.weight").T).reshape(b, n, heads, c // heads)
+        kv = (y @ L("attn.to_keys_values.weight").T).reshape(b, n, 2, heads, c // heads)
+        att = (torch.einsum("bnhd,bmhd->bnmh", q, kv[:, :, 0]) * (c // heads) ** -0.5).softmax(dim=2)
+        out = torch.einsum("bnmh,bmhd->bnhd", att, kv[:, :, 1]).reshape(b, n, c)
+        h = h + out @ L("attn.project.weight").T + L("attn.project.bias")
+        z = F.layer_norm(h, h.shape[-1:], L("norm2.weight"), L("norm2.bias"))
+        h = h + torch.relu(z @ L("mlp.fc1.weight").T + L("mlp.fc1.bias")) @ L("mlp.fc2.weight").T + L("mlp.fc2.bias")
+    return h[:, clip_len:]
+
+
+def test_transformer_mapping_checkpoint(tmp_path):
+    d, clip_len, prefix_len, clip_dim = 16, 3, 5, 8
+    g = torch.Generator().manual_seed(4)
+    r = lambda *shape: torch.randn(*shape, generator=g) * 0.3
+    extra = {"clip_project.linear.weight": r(clip_len * d, clip_dim), "clip_project.linear.bias": r(clip_len * d),
+             "clip_project.prefix_const": r(prefix_len, d)}
+    for i in range(2):
+        pre = f"clip_project.transformer.layers.{i}."
+        extra.update({pre + "norm1.weight": 1 + r(d), pre + "norm1.bias": r(d), pre + "attn.to_queries.weight": r(d, d),
+                      pre + "attn.to_keys_values.weight": r(2 * d, d), pre + "attn.project.weight": r(d, d), pre + "attn.project.bias": r(d),
+                      pre + "norm2.weight": 1 + r(d), pre + "norm2.bias": r(d), pre + "mlp.fc1.weight": r(2 * d, d),
+                      pre + "mlp.fc1.bias": r(2 * d), pre + "mlp.fc2.weight": r(d, 2 * d), pre + "mlp.fc2.bias": r(d)})
+    sd, _ = _clipcap_file(tmp_path / "transformer_weights.pt", d=d, clip_dim=clip_dim, extra=extra)
+    sd = {k: v for k, v in sd.items() if not k.startswith("clip_project.model.")}   # a transformer file has no MLP
+    torch.save(sd, tmp_path / "transformer_weights.pt")
+    m, _ = HC.load_clipcap(tmp_path / "transformer_weights.pt", "clipcap_coco")
+    x = torch.randn(2, clip_dim)
+    assert m.prefix_len == prefix_len and m.prefix(x).shape == (2, prefix_len, d)
+    assert torch.allclose(m.prefix(x), _clipcap_reference_mapper(sd, x, clip_len), atol=1e-5)
+    # a bundle of it saves and loads with its mapper
+    b = HC.CaptionerBundle(m, HC.tiny_tokenizer(), "tiny", "tiny", HC.CaptionerConfig())
+    HC.save_bundle(b, tmp_path / "tr_bundle")
+    b2 = HC.load_bundle(tmp_path / "tr_bundle")
+    assert torch.allclose(b2.model.prefix(x), m.prefix(x), atol=1e-6)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/hhi/03_captioner.ipynb #48f73cc7
 from __future__ import annotations
-import copy, json, logging, os, re, tempfile
+import copy, inspect, json, logging, os, re, tempfile
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Callable
@@ -47,10 +47,20 @@ class CaptionerConfig:
 __all__ = ['log', 'CaptionerConfig', 'ClipPrefixCaptioner', 'paper_sizes', 'eos_id', 'pad_id', 'encode_targets', 'clean_text',
            'clip_features', 'embed_images', 'init_distributed', 'captioner_step', 'train_captioner', 'beam_search',
            'cached_step', 'generate', 'top_k_distinct', 'CaptionerBundle', 'load_models', 'bos_id',
-           'read_clipcap_state', 'write_tiny_clipcap', 'load_clipcap', 'EncDecCaptioner', 'fit_clipcap',
-           'predict_clipcap', 'save_bundle', 'load_bundle', 'clipcap_baseline', 'image_for_id', 'config_from_settings']
+           'read_clipcap_state', 'ClipCapTransformerMapper', 'write_tiny_clipcap', 'load_clipcap', 'EncDecCaptioner',
+           'fit_clipcap', 'predict_clipcap', 'save_bundle', 'load_bundle', 'clipcap_baseline', 'image_for_id',
+           'config_from_settings']
 
 # %% ../../nbs/hhi/03_captioner.ipynb #7805cf77
+def _cache_arg(decoder, past) -> dict:
+    "The key/value cache as the decoder's forward names it (`cache` in transformers >= 5.x, `past_key_values` before)."
+    return {"cache" if "cache" in inspect.signature(type(decoder).forward).parameters else "past_key_values": past}
+
+def _cache_of(out):
+    "The key/value cache of a forward's output, under either name."
+    c = getattr(out, "cache", None)
+    return c if c is not None else getattr(out, "past_key_values", None)
+
 class ClipPrefixCaptioner(nn.Module):
     "CLIP embedding -> MLP (d_clip -> P*d/2 -> P*d, tanh) -> P prefix embeddings -> causal LM."
     def __init__(self, decoder,                # a causal LM (GPT-2)
@@ -58,7 +68,8 @@ class ClipPrefixCaptioner(nn.Module):
                  prefix_len: int = 10,         # P, the prefix tokens
                  hidden: int | None = None,    # MLP hidden size (default: P*d/2)
                  bos_id: int | None = None,    # the authors' BOS after the prefix (None: the text follows the prefix)
-                 end_ids=None):                # tokens that end a decoded text (default: the decoder's eos)
+                 end_ids=None,                 # tokens that end a decoded text (default: the decoder's eos)
+                 mapper: nn.Module | None = None):   # another CLIP -> (B, P, d) mapping (ClipCap's transformer); default the MLP
         super().__init__()
         self.decoder, self.prefix_len, self.clip_dim, self.bos_id = decoder, prefix_len, clip_dim, bos_id
         eos = getattr(decoder.config, "eos_token_id", None)
@@ -67,7 +78,7 @@ class ClipPrefixCaptioner(nn.Module):
         self.embed_dim = decoder.get_input_embeddings().embedding_dim
         out = prefix_len * self.embed_dim
         self.hidden = hidden or out // 2
-        self.mlp = nn.Sequential(nn.Linear(clip_dim, self.hidden), nn.Tanh(), nn.Linear(self.hidden, out))
+        self.mlp = mapper if mapper is not None else nn.Sequential(nn.Linear(clip_dim, self.hidden), nn.Tanh(), nn.Linear(self.hidden, out))
         # feature standardisation (identity unless `set_standardization` is called)
         self.register_buffer("feat_mean", torch.zeros(clip_dim)); self.register_buffer("feat_std", torch.ones(clip_dim))
 
@@ -79,7 +90,7 @@ class ClipPrefixCaptioner(nn.Module):
     def prefix(self, clip_emb: torch.Tensor) -> torch.Tensor:
         "(B, d_clip) -> (B, P, d), then the BOS embedding when `bos_id` is set: (B, P + 1, d)"
         x = (clip_emb - self.feat_mean) / self.feat_std
-        pre = self.mlp(x).view(clip_emb.shape[0], self.prefix_len, self.embed_dim)
+        pre = self.mlp(x).reshape(clip_emb.shape[0], self.prefix_len, self.embed_dim)
         if self.bos_id is None: return pre
         bos = self.decoder.get_input_embeddings()(torch.full((len(pre), 1), self.bos_id, device=pre.device))
         return torch.cat([pre, bos.to(pre.dtype)], 1)
@@ -90,8 +101,8 @@ class ClipPrefixCaptioner(nn.Module):
         "(log-probabilities (n, V) of the next token after `state` (1, P', d) + n sequences (n, t), the key/value cache); with `past`, only the last token is fed."
         emb = self.decoder.get_input_embeddings()
         x = torch.cat([state.expand(len(seqs), -1, -1), emb(seqs)], 1) if past is None else emb(seqs[:, -1:])
-        out = self.decoder(inputs_embeds=x, past_key_values=past, use_cache=True)
-        return out.logits[:, -1].float().log_softmax(-1), out.past_key_values
+        out = self.decoder(inputs_embeds=x, use_cache=True, **_cache_arg(self.decoder, past))
+        return out.logits[:, -1].float().log_softmax(-1), _cache_of(out)
 
     def next_logprobs(self, state, seqs: torch.Tensor) -> torch.Tensor:
         "Log-probabilities (n, V) of the next token after `state` (1, P', d) and n token sequences (n, t)."
@@ -400,25 +411,59 @@ def read_clipcap_state(path,                          # a ClipCap checkpoint (.p
     except Exception as e:
         raise FormatError(path, "a ClipCap checkpoint (a state dict saved by torch.save)", f"an unreadable file ({type(e).__name__})", fix) from None
     keys = list(sd) if isinstance(sd, dict) else []
-    if any(k.startswith("clip_project.transformer.") for k in keys):
-        raise FormatError(path, "ClipCap's MLP mapping (clip_project.model.0/2)", "the transformer mapping (clip_project.transformer.*)",
-                          fix + " (the paper's rows use the MLP-mapping weights)")
-    need = ["clip_project.model.0.weight", "clip_project.model.0.bias", "clip_project.model.2.weight", "clip_project.model.2.bias",
-            "gpt.transformer.wte.weight", "gpt.transformer.wpe.weight"]
-    miss = [k for k in need if k not in keys]
-    if miss: raise FormatError(path, "a ClipCap state dict with clip_project.model.* and gpt.* keys",
+    mapping = ["clip_project.linear.weight", "clip_project.prefix_const", "clip_project.transformer.layers.0.attn.to_queries.weight"] \
+        if any(k.startswith("clip_project.transformer.") for k in keys) else \
+        ["clip_project.model.0.weight", "clip_project.model.0.bias", "clip_project.model.2.weight", "clip_project.model.2.bias"]
+    miss = [k for k in mapping + ["gpt.transformer.wte.weight", "gpt.transformer.wpe.weight"] if k not in keys]
+    if miss: raise FormatError(path, "a ClipCap state dict with clip_project.* (MLP or transformer mapping) and gpt.* keys",
                                f"keys {', '.join(keys[:4]) or 'none'} (missing {miss[0]})", fix)
     return sd
+
+# %% ../../nbs/hhi/03_captioner.ipynb #c54fd7f9
+class _MapperLayer(nn.Module):
+    "One ClipCap transformer layer: x + attn(norm1(x)), then + mlp(norm2(x))."
+    def __init__(self, dim: int, heads: int, hidden: int):
+        super().__init__()
+        self.heads, self.norm1, self.norm2 = heads, nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = nn.Module(); self.attn.to_queries = nn.Linear(dim, dim, bias=False)
+        self.attn.to_keys_values = nn.Linear(dim, 2 * dim, bias=False); self.attn.project = nn.Linear(dim, dim)
+        self.mlp = nn.Module(); self.mlp.fc1 = nn.Linear(dim, hidden); self.mlp.fc2 = nn.Linear(hidden, dim)
+    def forward(self, x):
+        y = self.norm1(x); b, n, c = y.shape
+        q = self.attn.to_queries(y).view(b, n, self.heads, -1).transpose(1, 2)
+        k, v = self.attn.to_keys_values(y).view(b, n, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        x = x + self.attn.project(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c))
+        return x + self.mlp.fc2(F.relu(self.mlp.fc1(self.norm2(x))))
+
+class ClipCapTransformerMapper(nn.Module):
+    "CLIP (B, d_clip) -> linear -> clip_len tokens + prefix_len constants -> transformer -> (B, prefix_len, d)."
+    def __init__(self, clip_dim: int, dim: int, prefix_len: int, clip_len: int,
+                 layers: int = 8, heads: int = 8, hidden: int | None = None):   # ClipCap: 8 layers, 8 heads, MLP 2 x dim
+        super().__init__()
+        self.clip_len = clip_len
+        self.linear = nn.Linear(clip_dim, clip_len * dim)
+        self.prefix_const = nn.Parameter(torch.randn(prefix_len, dim))
+        self.transformer = nn.Module()
+        self.transformer.layers = nn.ModuleList([_MapperLayer(dim, heads, hidden or 2 * dim) for _ in range(layers)])
+    def forward(self, x):
+        h = torch.cat([self.linear(x).view(len(x), self.clip_len, -1), self.prefix_const.expand(len(x), -1, -1)], 1)
+        for layer in self.transformer.layers: h = layer(h)
+        return h[:, self.clip_len:]
 
 # %% ../../nbs/hhi/03_captioner.ipynb #b7deb726
 def write_tiny_clipcap(path,                    # the .pt to write (atomically)
                        clip_dim: int = 32, hidden: int = 32,   # tiny CLIP projection, tiny GPT-2 width
-                       prefix_len: int = 10, seed: int = 0) -> Path:
-    "A random ClipCap-layout checkpoint (MLP mapping + GPT-2 under `gpt.`) of tiny sizes."
+                       prefix_len: int = 10, seed: int = 0,
+                       mapping: str = "mlp") -> Path:        # mlp (the released COCO / CC weights) | transformer
+    "A random ClipCap-layout checkpoint (MLP or transformer mapping + GPT-2 under `gpt.`) of tiny sizes."
     dec, _ = tiny_gpt2(hidden=hidden, ffn=2 * hidden, seed=seed)
     g = torch.Generator().manual_seed(seed); out = prefix_len * hidden
-    sd = {"clip_project.model.0.weight": torch.randn(out // 2, clip_dim, generator=g) * 0.05, "clip_project.model.0.bias": torch.zeros(out // 2),
-          "clip_project.model.2.weight": torch.randn(out, out // 2, generator=g) * 0.05, "clip_project.model.2.bias": torch.zeros(out)}
+    if mapping == "transformer":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            sd = {"clip_project." + k: v for k, v in ClipCapTransformerMapper(clip_dim, hidden, prefix_len, prefix_len, 2).state_dict().items()}
+    else: sd = {"clip_project.model.0.weight": torch.randn(out // 2, clip_dim, generator=g) * 0.05, "clip_project.model.0.bias": torch.zeros(out // 2),
+                "clip_project.model.2.weight": torch.randn(out, out // 2, generator=g) * 0.05, "clip_project.model.2.bias": torch.zeros(out)}
     n_pos = dec.config.n_positions
     for k, v in dec.state_dict().items(): sd["gpt." + k] = v.clone()
     for i in range(dec.config.n_layer):   # the causal-mask buffers of the 2021 release
@@ -431,7 +476,8 @@ def load_clipcap(path,                             # a ClipCap checkpoint
                  setting: str = "clipcap_cc",      # its [models] key (messages)
                  decoder_setting: str = "tiny",    # tokenizer (and head count) source: tiny, or GPT-2's setting
                  finetune: bool = False,           # True: BOS after the prefix (to train on pHHI); False: zero-shot captions
-                 n_head: int | None = None):       # GPT-2 heads when built from shapes (default width // 64)
+                 n_head: int | None = None,        # GPT-2 heads when built from shapes (default width // 64)
+                 mapper_heads: int = 8):           # heads of ClipCap's transformer mapping (8 in ClipCap)
     "(ClipPrefixCaptioner, tokenizer) from a ClipCap MLP-mapping checkpoint."
     from transformers import GPT2Config, GPT2LMHeadModel
     sd = read_clipcap_state(path, setting)
@@ -449,11 +495,19 @@ def load_clipcap(path,                             # a ClipCap checkpoint
                           f"{wte.shape[0]} tokens", f"Use the decoder the checkpoint was trained with, or --set models.{setting}=PATH")
     missing = [k for k in dec.load_state_dict(gpt, strict=False).missing_keys if k != "lm_head.weight"]
     if missing: raise FormatError(path, "every GPT-2 weight under gpt.", f"none for {missing[0]}", f"--set models.{setting}=PATH")
-    w0, w2 = sd["clip_project.model.0.weight"], sd["clip_project.model.2.weight"]
     stop = tok(".", add_special_tokens=False)["input_ids"][-1:]
-    m = ClipPrefixCaptioner(dec, w0.shape[1], w2.shape[0] // wte.shape[1], w0.shape[0], bos_id=bos_id(tok) if finetune else None,
-                            end_ids=[eos_id(tok)] + ([] if finetune else stop))
-    m.mlp.load_state_dict({k.replace("clip_project.model.", ""): sd[k] for k in sd if k.startswith("clip_project.model.")})
+    kw = dict(bos_id=bos_id(tok) if finetune else None, end_ids=[eos_id(tok)] + ([] if finetune else stop))
+    if "clip_project.linear.weight" in sd:   # the transformer mapping
+        lin, const, d = sd["clip_project.linear.weight"], sd["clip_project.prefix_const"], wte.shape[1]
+        layers = len({k.split(".")[3] for k in sd if k.startswith("clip_project.transformer.layers.")})
+        mapper = ClipCapTransformerMapper(lin.shape[1], d, const.shape[0], lin.shape[0] // d, layers, mapper_heads,
+                                          sd["clip_project.transformer.layers.0.mlp.fc1.weight"].shape[0])
+        m = ClipPrefixCaptioner(dec, lin.shape[1], const.shape[0], mapper=mapper, **kw)
+    else:
+        w0, w2 = sd["clip_project.model.0.weight"], sd["clip_project.model.2.weight"]
+        m = ClipPrefixCaptioner(dec, w0.shape[1], w2.shape[0] // wte.shape[1], w0.shape[0], **kw)
+    m.mlp.load_state_dict({k[len("clip_project."):].replace("model.", "", 1) if k.startswith("clip_project.model.") else k[len("clip_project."):]: v
+                           for k, v in sd.items() if k.startswith("clip_project.")})
     return m.eval(), tok
 
 # %% ../../nbs/hhi/03_captioner.ipynb #93a974ac
@@ -483,8 +537,8 @@ class EncDecCaptioner(nn.Module):
     def decode_step(self, state, seqs, past=None):
         "(log-probabilities (n, V) of the next token after n sequences (BOS first) attending to `state` (1, 1, d), the cache)."
         out = self.decoder(input_ids=seqs if past is None else seqs[:, -1:], encoder_hidden_states=state.expand(len(seqs), -1, -1),
-                           past_key_values=past, use_cache=True)
-        return out.logits[:, -1].float().log_softmax(-1), out.past_key_values
+                           use_cache=True, **_cache_arg(self.decoder, past))
+        return out.logits[:, -1].float().log_softmax(-1), _cache_of(out)
 
     def next_logprobs(self, state, seqs):
         "Log-probabilities (n, V) of the next token after n sequences (BOS first), attending to `state` (1, 1, d)."
@@ -555,6 +609,12 @@ def predict_clipcap(bundle: CaptionerBundle, image_paths,
     return pd.DataFrame(rows, columns=["id", "rank", "prediction", "score"])
 
 # %% ../../nbs/hhi/03_captioner.ipynb #8729eadd
+def _mapper_sizes(mapper) -> dict | None:
+    "The sizes that rebuild a ClipCap transformer mapping (None for the MLP)."
+    if not isinstance(mapper, ClipCapTransformerMapper): return None
+    l0 = mapper.transformer.layers[0]
+    return dict(clip_len=mapper.clip_len, layers=len(mapper.transformer.layers), heads=l0.heads, hidden=l0.mlp.fc1.out_features)
+
 def save_bundle(bundle: CaptionerBundle, folder) -> Path:   # the folder to write (created)
     "Write the bundle's folder: decoder/, prefix_mlp.safetensors (atomic), captioner.json."
     from safetensors.torch import save_file
@@ -567,7 +627,7 @@ def save_bundle(bundle: CaptionerBundle, folder) -> Path:   # the folder to writ
                clip_dim=bundle.model.clip_dim, prefix_len=bundle.model.prefix_len, hidden=bundle.model.hidden,
                tiny_hidden=getattr(bundle, "tiny_hidden", None), cfg=asdict(bundle.cfg), history=bundle.history,
                arch="encdec" if isinstance(bundle.model, EncDecCaptioner) else "prefix", bos_id=bundle.model.bos_id,
-               end_ids=bundle.model.end_ids))
+               end_ids=bundle.model.end_ids, mapper=_mapper_sizes(bundle.model.mlp) if hasattr(bundle.model, "mlp") else None))
     return folder
 
 # %% ../../nbs/hhi/03_captioner.ipynb #80335696
@@ -582,7 +642,10 @@ def load_bundle(folder) -> CaptionerBundle:    # a folder written by `save_bundl
     dec = AutoModelForCausalLM.from_pretrained(folder / "decoder", local_files_only=True)
     tok = AutoTokenizer.from_pretrained(folder / "decoder", local_files_only=True)
     if meta.get("arch") == "encdec": model = EncDecCaptioner(dec, meta["clip_dim"], meta["bos_id"], meta.get("end_ids"))
-    else: model = ClipPrefixCaptioner(dec, meta["clip_dim"], meta["prefix_len"], meta["hidden"], meta.get("bos_id"), meta.get("end_ids"))
+    else:
+        mz, d = meta.get("mapper"), dec.get_input_embeddings().embedding_dim
+        mapper = ClipCapTransformerMapper(meta["clip_dim"], d, meta["prefix_len"], mz["clip_len"], mz["layers"], mz["heads"], mz["hidden"]) if mz else None
+        model = ClipPrefixCaptioner(dec, meta["clip_dim"], meta["prefix_len"], meta["hidden"], meta.get("bos_id"), meta.get("end_ids"), mapper)
     model.load_state_dict(load_file(str(folder / "prefix_mlp.safetensors")), strict=False)
     cfg = CaptionerConfig(**{k: v for k, v in meta["cfg"].items() if k in CaptionerConfig.__dataclass_fields__})
     b = CaptionerBundle(model.eval(), tok, meta["clip_setting"], meta["decoder_setting"], cfg, meta["history"])
