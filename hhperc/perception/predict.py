@@ -382,13 +382,16 @@ def run_prediction(task: str,          # "region" or "income"
     g, y, train, test, X, units, paths, done = _units(task, emb, df, combos, seeds, grid, folds, split, stratify, cache, log)
     jobs, t = resolve_jobs(n_jobs), time.perf_counter()
     todo = [u for u in units if u not in done]
-    plan = {u: unit_calls(task, X[u[0]], y, train, g, folds, u[1])[0] for u in todo}
-    flat = run_parallel([(cv_fit, c) for u in todo for c in plan[u]], jobs, cluster)
-    per, k = {}, 0
-    for u in todo: per[u], k = flat[k:k + len(plan[u])], k + len(plan[u])
-    new = run_parallel([(refit_unit_saved, (paths.get(u), task, X[u[0]], y, train, test, g, folds, u[1], per[u], None)) for u in todo],
-                       jobs, cluster)
-    done.update(zip(todo, new))
+    step = len(todo) if cluster else jobs     # locally, units finish (and are saved) `jobs` at a time: a kill loses little
+    for i in range(0, len(todo), max(1, step)):
+        batch = todo[i:i + max(1, step)]
+        plan = {u: unit_calls(task, X[u[0]], y, train, g, folds, u[1])[0] for u in batch}
+        flat = run_parallel([(cv_fit, c) for u in batch for c in plan[u]], jobs, cluster)
+        per, k = {}, 0
+        for u in batch: per[u], k = flat[k:k + len(plan[u])], k + len(plan[u])
+        new = run_parallel([(refit_unit_saved, (paths.get(u), task, X[u[0]], y, train, test, g, folds, u[1], per[u], None))
+                            for u in batch], jobs, cluster)
+        done.update(zip(batch, new))
     res = PredictionResult(task, combos, seeds, np.asarray(test), y[test], float(np.mean(y[train])) if task == "income" else float("nan"),
                            seconds=time.perf_counter() - t, n_jobs=jobs, grid=g, folds=folds)
     for u in units:
