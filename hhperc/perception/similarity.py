@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 from ..config import Cache, stable_hash, atomic_write
 from ..formats import FormatError
-from ..train import last_complete_checkpoint
 
 SOURCES = {"O": "ml_labels", "C": "ml_captions", "H": "human_labels"}
 SOURCE_NAMES = {"O": "ML objects", "C": "ML captions", "H": "human labels"}
@@ -144,6 +143,7 @@ def finetune_encoder(model,                 # a SentenceTransformer, fine-tuned 
     With `checkpoint_dir`, the trainer keeps its last epoch there (model, optimizer, scheduler, RNG states) and an
     interrupted fine-tuning resumes from it; the folder is removed when training finishes."""
     if epochs <= 0 or not anchors: return model
+    from hhperc.train import last_complete_checkpoint   # deferred with torch: the prediction workers import this module
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
