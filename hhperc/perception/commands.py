@@ -179,18 +179,17 @@ def predict(task: Annotated[str, REQUIRED | one_of(*TASKS)] = None,  # region (c
     st = settings or load_settings()
     raw = read_annotation_table(annotations)
     df = check_annotation_table(raw, str(annotations))
+    cf = confidence_features(df) if confidence else None      # checked first: a wrong table fails before any embedding
+    if confidence and (cf is None or cf[0].shape[1] == 0):
+        raise FormatError(annotations, "an annotation table with detector scores (ml_label_scores) for --confidence",
+                          "no score column" if cf is None else f"an empty {confidence_column(df)} column",
+                          "Export the table with hhperc annotate --export, or drop --confidence.")
     ep = epochs if epochs is not None else int(st.size("ds_finetune_epochs", 10))
     recipe = finetune_recipe(ep, holdout_test=holdout_test, seed=st.seed, max_steps=int(st.size("ds_finetune_max_steps", -1)))
     model = model or sentence_setting(st)
     emb, _ = study_embeddings(df, model, recipe, Cache(st.cache_dir))
     combos = list(COMBINATIONS)
-    if confidence:
-        cf = confidence_features(df)
-        if cf is None or cf[0].shape[1] == 0:
-            raise FormatError(annotations, "an annotation table with detector scores (ml_label_scores) for --confidence",
-                              "no score column" if cf is None else f"an empty {confidence_column(df)} column",
-                              "Export the table with hhperc annotate --export, or drop --confidence.")
-        emb["D"] = cf[0]; combos += ["D", "O+D"]
+    if confidence: emb["D"] = cf[0]; combos += ["D", "O+D"]
     p = protocol_from_settings(st, seeds, n_jobs)
     res = run_prediction(task, emb, df, combos, p["seeds"], grid or p["grid"], folds or p["folds"], p["n_jobs"],
                          log=lambda m: print(m, file=sys.stderr), cache=Cache(st.cache_dir), cluster=p.get("cluster", ""))
