@@ -18,7 +18,7 @@ from .annotators import (AnnotationStore, Annotator, CaptionAnnotator, HumanLabe
 from .similarity import (annotation_texts, check_annotation_table, finetune_recipe, pair_similarity,
                                           similarity_records, study_embeddings, table_mode)
 from .predict import (COMBINATIONS, TASKS, confidence_column, confidence_features, protocol_from_settings,
-                                       run_prediction, sentence_setting, study_records)
+                                       protocol_note, run_prediction, sentence_setting, study_records)
 from .paper import source_mode
 
 log = logging.getLogger("hhperc.perception.commands")
@@ -139,6 +139,7 @@ def similarity(annotations: Annotated[str, REQUIRED] = None,  # annotation table
                batch: int = 16,  # fine-tuning batch size
                warmup: float = 0.1,  # warm-up share of the fine-tuning steps
                holdout_test: bool = False,  # fine-tune on the training split only
+               clean: bool = False,  # lowercase and strip punctuation first (the authors embedded the released strings as they are)
                settings: Settings | None = None,  # from --settings / --set / --profile
                ) -> int:
     "Per-image and summary cosine similarity of the annotation types of an annotation table."
@@ -146,14 +147,15 @@ def similarity(annotations: Annotated[str, REQUIRED] = None,  # annotation table
     raw = read_annotation_table(annotations)
     df = check_annotation_table(raw, str(annotations))
     model = model or sentence_setting(st)
-    emb, info = study_embeddings(df, model, finetune_recipe(epochs, batch, warmup, st.seed, holdout_test), Cache(st.cache_dir))
-    sims = pair_similarity(emb, annotation_texts(df))
+    emb, info = study_embeddings(df, model, finetune_recipe(epochs, batch, warmup, st.seed, holdout_test), Cache(st.cache_dir), clean=clean)
+    sims = pair_similarity(emb, annotation_texts(df, clean))
     mode = table_mode(source_mode(annotations, raw), model)
     out = Path(out)
     write_csv(pd.concat([df[["id", "region", "topic"]], sims], axis=1).assign(mode=mode), out / "similarity.csv")
     recs = pd.DataFrame(similarity_records(sims, df)).assign(mode=mode)
     write_csv(recs, out / "ds_similarity.csv")
     print(recs.query("variant == 'overall' and metric == 'cosine_mean'").to_string(index=False))
+    print(protocol_note(encoder=model, epochs=epochs, clean=clean, holdout_test=holdout_test))
     return 0
 
 def similarity_main(argv: list[str] | None = None) -> int:
@@ -173,6 +175,7 @@ def predict(task: Annotated[str, REQUIRED | one_of(*TASKS)] = None,  # region (c
             seeds: int = -1,  # model seeds (<= 0: profile ds_seeds)
             n_jobs: int = -1,  # parallel fits (<= 0: [run] workers)
             confidence: bool = False,  # add the detector confidences (ml_label_scores) as source D: combinations D, O+D
+            clean: bool = False,  # lowercase and strip punctuation first (the authors embedded the released strings as they are)
             settings: Settings | None = None,  # from --settings / --set / --profile
             ) -> int:
     "Region classification or income regression from the annotation types of an annotation table."
@@ -187,7 +190,7 @@ def predict(task: Annotated[str, REQUIRED | one_of(*TASKS)] = None,  # region (c
     ep = epochs if epochs is not None else int(st.size("ds_finetune_epochs", 10))
     recipe = finetune_recipe(ep, holdout_test=holdout_test, seed=st.seed, max_steps=int(st.size("ds_finetune_max_steps", -1)))
     model = model or sentence_setting(st)
-    emb, _ = study_embeddings(df, model, recipe, Cache(st.cache_dir))
+    emb, _ = study_embeddings(df, model, recipe, Cache(st.cache_dir), clean=clean)
     combos = list(COMBINATIONS)
     if confidence: emb["D"] = cf[0]; combos += ["D", "O+D"]
     p = protocol_from_settings(st, seeds, n_jobs)
@@ -196,6 +199,8 @@ def predict(task: Annotated[str, REQUIRED | one_of(*TASKS)] = None,  # region (c
     tab = study_records(res, df).assign(mode=table_mode(source_mode(annotations, raw), model))
     write_csv(tab, Path(out) / f"ds_{task}.csv")
     print(tab[tab.variant == "overall"].to_string(index=False))
+    print(protocol_note(grid=grid or p["grid"], folds=folds or p["folds"], seeds=len(p["seeds"]), encoder=model, epochs=ep,
+                        max_steps=recipe.get("max_steps"), clean=clean, holdout_test=holdout_test))
     return 0
 
 def predict_main(argv: list[str] | None = None) -> int:
