@@ -103,8 +103,10 @@ def keypoints_to_target(kp, # transformed ClickPoints
                         valid=None, # (k,) mask of the points that exist (COCO: classes with a click)
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     "Transformed ClickPoints -> (targets (k, 2) in [0, 1] of the output canvas, weights (k,)); -1 / 0 where invalid or outside."
-    H, W = kp.canvas_size
-    a = kp.as_subclass(torch.Tensor).detach().cpu().numpy().reshape(-1, 2)
+    return _points_target(kp.as_subclass(torch.Tensor).detach().cpu().numpy().reshape(-1, 2), kp.canvas_size, valid)
+
+def _points_target(a, canvas, valid=None):
+    H, W = canvas
     if len(a) == 1 and valid is None:   # the ImageNet case, in plain Python
         x, y = float(a[0, 0]) / W, float(a[0, 1]) / H
         if -_TOL <= x <= 1 + _TOL and -_TOL <= y <= 1 + _TOL:
@@ -171,6 +173,20 @@ def _steps(transform) -> list:
     _STEPS_CACHE[key] = (transform, out)
     return out
 
+def _move_fast(t, img, p, canvas):
+    "RandomResizedCrop and the flips on (image, (k, 2) pixel points) with the transform's own draws; None: not one of them."
+    if type(t) is v2.RandomResizedCrop:     # the same calls as Transform.forward: make_params, then transform
+        prm = t.make_params([img]); img = t.transform(img, prm); h, w = t.size
+        p[:, 0] = (p[:, 0] - prm["left"]) * (w / prm["width"]); p[:, 1] = (p[:, 1] - prm["top"]) * (h / prm["height"])
+        return img, (h, w)
+    if type(t) in (v2.RandomHorizontalFlip, v2.RandomVerticalFlip):
+        if torch.rand(1) >= t.p: return img, canvas                   # the same draw as _RandomApplyTransform.forward
+        img = t.transform(img, t.make_params([img]))
+        if type(t) is v2.RandomHorizontalFlip: p[:, 0] = canvas[1] - p[:, 0]
+        else: p[:, 1] = canvas[0] - p[:, 1]
+        return img, canvas
+    return None
+
 def transform_with_points(transform: Callable, # a torchvision v2 pipeline
                           image, # PIL image or tv_tensors.Image
                           points, # (k, 2) click points, or None / empty for no click
@@ -182,14 +198,18 @@ def transform_with_points(transform: Callable, # a torchvision v2 pipeline
     if points is None or np.size(points) == 0:
         return transform(image), torch.tensor([NO_POINT]), torch.zeros(1)
     if image_size is None: image_size = TF.get_size(image)[::-1]   # (H, W) -> (W, H)
-    kp = points_to_keypoints(points, image_size, normalized)
-    img = image
+    p = np.array(points, dtype=np.float64).reshape(-1, 2)             # float64: exact at the crop border
+    if normalized: p *= (float(image_size[0]), float(image_size[1]))
+    img, canvas = image, (int(image_size[1]), int(image_size[0]))
     for t, moves in _steps(transform):
-        if moves: img, kp = t(img, kp)
-        else: img = t(img)
-    if not isinstance(kp, ClickPoints):
-        raise TypeError(f"the transform dropped the click points (returned {type(kp).__name__}); use a torchvision v2 pipeline")
-    xy, w = keypoints_to_target(kp, valid)
+        if not moves: img = t(img); continue
+        fast = _move_fast(t, img, p, canvas)
+        if fast is not None: img, canvas = fast; continue
+        img, kp = t(img, ClickPoints(torch.from_numpy(p), canvas_size=canvas))   # any other v2 transform: its key-point kernel
+        if not isinstance(kp, ClickPoints):
+            raise TypeError(f"the transform dropped the click points (returned {type(kp).__name__}); use a torchvision v2 pipeline")
+        p, canvas = kp.as_subclass(torch.Tensor).numpy().astype(np.float64).reshape(-1, 2), tuple(kp.canvas_size)
+    xy, w = _points_target(p, canvas, valid)
     return img, xy, w
 
 # %% ../../nbs/luab/02_data.ipynb #9e117f29
@@ -413,7 +433,7 @@ class ByproductImageFolder(torch.utils.data.Dataset):
         img = load_rgb(path)
         if isinstance(img, BadImage): return img
         stem = Path(path).stem
-        im, xy, w = transform_with_points(self.transform, img, self.points.get(stem))
+        im, xy, w = transform_with_points(self.transform, img, self.points.get(stem), img.size)   # PIL size: (W, H)
         out = (im, label, xy[0], w[0])
         if self.extra_columns:
             vals = dict(zip(getattr(self, "_extra_cols_present", ()), self.extras.get(stem, [])))
