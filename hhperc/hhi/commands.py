@@ -101,10 +101,10 @@ def captioner(labels: Annotated[str, REQUIRED] = None,  # pHHI CSV: id, pseudola
               out: Annotated[str, REQUIRED] = None,  # output folder (bundle, checkpoints, predictions.csv)
               predict: str = None,  # folder of images to caption after training
               distinct: int = 0,  # keep k distinct interactions per image (0: the top beams)
-              ranking: Annotated[str, one_of("sum", "hf")] = "sum",  # beam ranking: sum = the authors' summed log-probability, beams collected as they finish; hf = transformers' beam search with --length-penalty
-              length_penalty: float = 1.0,  # --ranking hf only: score = sum log p / length ** penalty
-              beam_groups: int = 1,  # diverse beam search: groups of beams searched one after the other (--ranking sum)
-              diversity: float = 0.0,  # diverse beam search: penalty per earlier group that chose the same token at a step
+              ranking: Annotated[str, one_of("sum", "hf")] = None,  # beam ranking: sum = the authors' summed log-probability, beams collected as they finish; hf = transformers' beam search with --length-penalty (default: profile hhi_beam_ranking, else sum)
+              length_penalty: float = None,  # --ranking hf only: score = sum log p / length ** penalty (default: profile, else 1)
+              beam_groups: int = None,  # diverse beam search: groups of beams searched one after the other (--ranking sum; default: profile, else 1)
+              diversity: float = None,  # diverse beam search: penalty per earlier group that chose the same token at a step (default: profile, else 0)
               arch: Annotated[str, one_of("prefix", "encdec")] = "prefix",  # prefix: CLIPCap; encdec: the authors' EncDec (pHHI) baseline
               init: str = None,  # a ClipCap checkpoint to fine-tune (conceptual_weights.pt: CLIPCap (CC+pHHI)); 'tiny' = random one in the same layout
               settings: Settings | None = None,  # from --settings / --set / --profile
@@ -118,7 +118,8 @@ def captioner(labels: Annotated[str, REQUIRED] = None,  # pHHI CSV: id, pseudola
     device = pick_device(st.get("run", "device", "auto"))
     if device.type == "cuda" and "LOCAL_RANK" in os.environ: device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     th = int(st.size("hhi_tiny_hidden", 0)) or None
-    cfg = dataclasses.replace(config_from_settings(st), ranking=ranking, length_penalty=length_penalty, beam_groups=beam_groups, diversity=diversity)
+    flags = dict(ranking=ranking, length_penalty=length_penalty, beam_groups=beam_groups, diversity=diversity)
+    cfg = dataclasses.replace(config_from_settings(st), **{k: v for k, v in flags.items() if v is not None})   # flags over the profile's hhi_beam_* keys
     start = clipcap_baseline(init, "clipcap_cc", st.model("clip"), st.model("decoder"), cfg, th, out / "checkpoints", finetune=True) if init else None
     b = fit_clipcap([image_for_id(images, i) for i in df["id"]], df["pseudolabel"].tolist(), df["weight"].tolist() if "weight" in df else None,
                     st.model("clip"), start.decoder_setting if start else st.model("decoder"), cfg, Cache(st.cache_dir), device, out / "checkpoints",
