@@ -212,3 +212,18 @@ def test_ddp_cli_run_resumes_exactly(tmp_path):
     assert all(torch.equal(a["scheduler"]["ema"][k], b["scheduler"]["ema"][k]) for k in a["scheduler"]["ema"])
     drop = lambda h: {k: v for k, v in h.items() if k != "time_s"}
     assert [drop(h) for h in a["history"]] == [drop(h) for h in b["history"]]
+
+
+# ---------------------------------------------------------------- the byproduct table
+
+@pytest.mark.slow
+def test_paper_notebook_luab_byproducts_smoke(run_paper, tmp_path):
+    import pandas as pd
+    out = run_paper("luab_byproducts", tmp_path / "bp")
+    t = pd.read_csv(out / "tables" / "luab_byproducts.csv")
+    want = {"base", "Rand", "LUAB", "Rand + log_hover_s", "LUAB + log_hover_s", "Rand + log_track", "LUAB + log_track"}
+    assert set(t["variant"]) == want and set(t["mode"]) == {"synthetic"} and set(t["row"]) == {"ResNet18"}
+    acc = t[t.metric == "IN-1K"]
+    assert len(acc) == len(want) and (acc["n"] == 1).all()
+    n_val = 48                                                             # the smoke world's val images
+    assert all(abs(v * n_val / 100 - round(v * n_val / 100)) < 1e-6 for v in acc["value"])   # whole images right
