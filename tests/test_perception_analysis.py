@@ -141,3 +141,24 @@ def test_unreachable_cluster_is_one_clear_settings_error():
     with pytest.raises(SettingsError, match=r"\[run\] cluster = 'tcp://127.0.0.1:9'.*leave \[run\] cluster empty"):
         run_parallel([(abs, (-1,))], cluster="tcp://127.0.0.1:9")
     assert run_parallel([(abs, (-1,)), (abs, (-2,))], n_jobs=1) == [1, 2]
+
+
+def test_annotators_notebook_compares_every_set_of_a_store(run_paper, tmp_path):
+    "Two annotator sets (torchvision + BLIP tiny; HF Conditional DETR + GIT tiny) in one store: one row per set, no paper figures."
+    from hhperc.perception.synth import make_households
+    from hhperc.perception.annotators import (ObjectAnnotator, CaptionAnnotator, annotate, annotator_sets, save_tiny_hf_annotator)
+    w = make_households(tmp_path / "w", scale=48, seed=0, images=True)
+    store = tmp_path / "store"
+    annotate(w["images_dir"], [ObjectAnnotator("tiny", threshold=0.05), CaptionAnnotator("tiny", max_new_tokens=5)], store,
+             batch_size=8, progress=False, threads=1)
+    git, detr = save_tiny_hf_annotator("git", tmp_path / "git"), save_tiny_hf_annotator("conditional_detr", tmp_path / "detr")
+    annotate(w["images_dir"], [ObjectAnnotator(str(detr), threshold=0.05), CaptionAnnotator(str(git), max_new_tokens=5)], store,
+             batch_size=8, progress=False, threads=1)
+    sets = annotator_sets(store)
+    assert len(sets) >= 2, sets
+    out = run_paper("ds_annotators", tmp_path / "o", sentence_model="tiny", store=str(store), human=str(w["human_tags"]),
+                    metadata=str(w["metadata_dir"]), seeds=1)
+    tab = T.read_table(out / "tables" / "ds_annotators.csv")
+    assert set(tab["row"]) == set(sets["set"]) and tab["paper"].isna().all()
+    assert (tab["mode"] != "real").all()
+    assert {"O", "C", "O+C", "H", "chance"} == set(tab.query("metric == 'f1_weighted'")["variant"])
