@@ -227,3 +227,17 @@ def test_paper_notebook_luab_byproducts_smoke(run_paper, tmp_path):
     assert len(acc) == len(want) and (acc["n"] == 1).all()
     n_val = 48                                                             # the smoke world's val images
     assert all(abs(v * n_val / 100 - round(v * n_val / 100)) < 1e-6 for v in acc["value"])   # whole images right
+
+
+def test_cli_coco_with_action_history_targets(tmp_path):
+    """--coco trains the multi-label model with 80 points and the two action-history targets; a name that is not one
+    of them is refused with the allowed names."""
+    from hhperc.luab.commands import luab_main
+    out = tmp_path / "coco"
+    assert luab_main(["train", "--synthetic", "--coco", "--out", str(out), "--variant", "rand", "--batch", "16",
+                      "--extras", "log_actions,log_time_to_add_s", *_smoke(tmp_path)]) == 0
+    c = json.loads((out / "metrics.json").read_text())["config"]
+    assert (c["multilabel"], c["num_classes"], c["n_points"], c["n_extra"]) == (True, 80, 80, 2)
+    sd = torch.load(out / "last.pt", weights_only=True)["model"]
+    assert sd["head.2.weight"].shape[0] == 2 * 80 + 2                    # 80 points and two extra targets
+    assert luab_main(["train", "--synthetic", "--coco", "--out", str(tmp_path / "x"), "--extras", "log_track", *_smoke(tmp_path)]) == 2

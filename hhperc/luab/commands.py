@@ -11,8 +11,8 @@ from typing import Annotated
 from torch.utils.data import Dataset
 from ..command import REQUIRED, one_of, run_command, user_errors
 from ..config import Settings, load_settings, write_json
-from .data import (ByproductImageFolder, CocoByproductDataset, add_byproduct_extras, coco_items, eval_transform,
-                              train_transform)
+from .data import (COCO_EXTRAS, ByproductImageFolder, CocoByproductDataset, add_byproduct_extras, coco_items,
+                              eval_transform, train_transform)
 from .formats import load_byproduct_index
 from .model import VARIANTS
 from .synth import make_objects
@@ -58,7 +58,7 @@ def training_set(root: Path, xml: Path | None, cfg_kw: dict, settings: Settings,
     tf = train_transform(cfg_kw["image_size"], color_jitter=0.4 if coco else 0.0,
                          randaugment=cfg_kw.get("randaugment", 0), random_erase=cfg_kw.get("random_erase", 0.0))
     if coco:
-        ds = CocoByproductDataset(coco_items(root, "train2014", xml), tf)
+        ds = CocoByproductDataset(coco_items(root, "train2014", xml, extras=extras), tf)
         n_clicked = sum(bool(it["has_point"].any()) for it in ds.items)
     else:
         index = load_byproduct_index(xml, settings.cache_dir, workers=settings.getint("run", "workers", 0)) if xml is not None else None
@@ -125,7 +125,7 @@ def luab_train(out: Annotated[str, REQUIRED] = None,  # output folder (checkpoin
                clip_grad: float = None,  # clip the gradient norm to this (default: no clipping)
                lam: float = 1.0,  # weight of the click loss
                lam_extra: float = 0.1,  # weight of each --extras target's loss
-               extras: str = None,  # comma-separated extra byproduct targets: log_hover_s (time to click), log_track (track length)
+               extras: str = None,  # comma-separated extra targets: log_hover_s (time to click), log_track (track length); --coco: log_actions, log_time_to_add_s
                amp: OnOff = "auto",  # mixed precision (auto: on for CUDA)
                channels_last: OnOff = "auto",  # channels-last memory layout (auto: on for CUDA)
                workers: int = 0,  # data loader worker processes
@@ -142,7 +142,8 @@ def luab_train(out: Annotated[str, REQUIRED] = None,  # output folder (checkpoin
     st = settings or load_settings()
     out, spec = Path(out), model or arch
     ex = tuple(e.strip() for e in (extras or "").split(",") if e.strip())
-    if bad := [e for e in ex if e not in EXTRAS]: raise ValueError(f"--extras {','.join(bad)}: use any of {', '.join(EXTRAS)}")
+    allowed = COCO_EXTRAS if coco else EXTRAS
+    if bad := [e for e in ex if e not in allowed]: raise ValueError(f"--extras {','.join(bad)}: use any of {', '.join(allowed)}")
     cfg = _train_config(spec, variant, preset, 0, coco, st, image_size=image_size, epochs=epochs, batch_size=batch, eval_batch=eval_batch,
                         vit_depth=vit_depth, patch_size=patch_size, optimizer=optimizer, lr=lr, weight_decay=wd, momentum=momentum,
                         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, randaugment=randaugment,

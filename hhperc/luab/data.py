@@ -29,11 +29,12 @@ def mean_point(points, # (n, 2) click points in [0, 1] of the image (x right, y 
     return None if len(p) == 0 else p.mean(axis=0)
 
 # %% auto #0
-__all__ = ['NO_POINT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'EXTRA_COLUMNS', 'mean_point', 'point_target', 'ClickPoints',
-           'points_to_keypoints', 'keypoints_to_target', 'train_transform', 'eval_transform', 'transform_with_points',
-           'PointRandAugment', 'mix_batch', 'coco_class_names', 'coco_class_points', 'coco_targets', 'apply_label_drop',
-           'coco_point_target', 'index_points', 'BadImage', 'load_rgb', 'collate_skipping', 'skip_bad',
-           'ByproductImageFolder', 'CocoByproductDataset', 'add_byproduct_extras', 'coco_items']
+__all__ = ['NO_POINT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'EXTRA_COLUMNS', 'COCO_EXTRAS', 'mean_point', 'point_target',
+           'ClickPoints', 'points_to_keypoints', 'keypoints_to_target', 'train_transform', 'eval_transform',
+           'transform_with_points', 'PointRandAugment', 'mix_batch', 'coco_class_names', 'coco_class_points',
+           'coco_targets', 'apply_label_drop', 'coco_point_target', 'index_points', 'BadImage', 'load_rgb',
+           'collate_skipping', 'skip_bad', 'ByproductImageFolder', 'CocoByproductDataset', 'add_byproduct_extras',
+           'coco_byproduct_extras', 'coco_items']
 
 # %% ../../nbs/luab/02_data.ipynb #a3ca6d1d
 NO_POINT = (-1.0, -1.0)
@@ -460,7 +461,7 @@ class CocoByproductDataset(torch.utils.data.Dataset):
         else:
             im = self.transform(img); xy = torch.full((len(has), 2), -1.0); w = torch.zeros(len(has))
         label = apply_label_drop(it["label"], has, w, self.drop)
-        return im, label, xy, w
+        return (im, label, xy, w) + ((torch.from_numpy(it["extra"]),) if "extra" in it else ())
 
 # %% ../../nbs/luab/02_data.ipynb #19526f90
 EXTRA_COLUMNS = ("log_hover_s", "log_track", "annotator")
@@ -481,6 +482,21 @@ def add_byproduct_extras(index, # ImageNet-AB index (load_byproduct_index): per-
     df["annotator"] = [float(codes[w]) if w in codes else float("nan") for w in first]
     return df, len(codes)
 
+# %% ../../nbs/luab/02_data.ipynb #0eb46fb1
+COCO_EXTRAS = ("log_actions", "log_time_to_add_s")
+
+def coco_byproduct_extras(df, # read_coco_ab rows (actions and category_histories as lists of dicts)
+                         ) -> dict:
+    "{image_id: {name: value}} of the COCO_EXTRAS from each record's action history."
+    out = {}
+    for iid, acts, cats in zip(df["image_id"], df["actions"], df["category_histories"]):
+        acts, cats = list(acts if acts is not None else []), list(cats if cats is not None else [])
+        t_add = next((a["time"] for a in acts if a.get("action") == "add" and a.get("time") is not None), None)
+        t0 = next((c["time"] for c in cats if c.get("time") is not None), None)
+        ok = t_add is not None and t0 is not None and t_add >= t0
+        out[int(iid)] = {"log_actions": math.log1p(len(acts)), "log_time_to_add_s": math.log1p((t_add - t0) / 1000) if ok else float("nan")}
+    return out
+
 # %% ../../nbs/luab/02_data.ipynb #1e1ccd52
 def _instance_labels(data: dict, classes: Sequence[str]) -> dict:
     cidx = {_norm_name(c): k for k, c in enumerate(classes)}
@@ -495,6 +511,7 @@ def coco_items(coco_root, # COCO 2014 root: annotations/instances_<split>.json a
                split: str = "train2014", # train2014 or val2014
                coco_ab=None, # COCO-AB JSON path or its DataFrame (read_coco_ab); None: no points
                classes: Sequence[str] | None = None, # class order; None: the 80 COCO classes
+               extras: Sequence[str] = (), # COCO_EXTRAS to attach to each item as `extra` (NaN without a record)
               ) -> list[dict]:
     "Items for CocoByproductDataset: COCO images + 80-way multi-hot from instances + COCO-AB per-class pixel points."
     root = Path(coco_root)
@@ -504,12 +521,13 @@ def coco_items(coco_root, # COCO 2014 root: annotations/instances_<split>.json a
     data = json.loads(inst.read_text())
     classes = list(classes or coco_class_names())
     labels = _instance_labels(data, classes)
-    pts = {}
+    pts, ext = {}, {}
     if coco_ab is not None:
         df = coco_ab if not isinstance(coco_ab, (str, Path)) else read_coco_ab(coco_ab)
         if len(df):
             p = coco_points(df, pixels=True)
             for iid, pp in zip(df["image_id"], p): pts[int(iid)] = pp
+            if extras: ext = coco_byproduct_extras(df)
     items = []
     for im in data["images"]:
         pp = pts.get(im["id"])
@@ -518,4 +536,5 @@ def coco_items(coco_root, # COCO 2014 root: annotations/instances_<split>.json a
         items.append(dict(path=root / split / im["file_name"], label=labels[im["id"]], image_id=im["id"],
                           points=np.nan_to_num(pp, nan=-1.0).astype(np.float32) if pp is not None else np.full((len(classes), 2), -1.0, np.float32),
                           has_point=has))
+        if extras: items[-1]["extra"] = np.array([ext.get(im["id"], {}).get(e, np.nan) for e in extras], dtype=np.float32)
     return items

@@ -101,22 +101,23 @@ def run_coco(data: dict, # from `luab_data(coco=True)` (the synthetic world has 
              run_dir, # this run's folder
              keep_checkpoint: bool = False, # keep last.pt once metrics.json is written
              drop_outside_labels: bool = False, # the reference loader's quirk: a class whose click left the crop loses its label
+             extras: Sequence[str] = (), # extra targets from the action history (luab.data.COCO_EXTRAS)
             ) -> dict:
     "Train one multi-label COCO-style model (80 outputs, 80 click points) and report mAP; cached in run_dir/metrics.json."
     run_dir = Path(run_dir); done = run_dir / "metrics.json"
     if done.exists(): return json.loads(done.read_text())
     size = int(sizes["image_size"])
-    tr_items = coco_items(data["coco"], "train2014", data["coco_ab"])
+    tr_items = coco_items(data["coco"], "train2014", data["coco_ab"], extras=tuple(extras))
     va_items = coco_items(data["coco"], "val2014", None)
     train = CocoByproductDataset(tr_items, train_transform(size, color_jitter=0.4), drop_outside_labels=drop_outside_labels)
     val = CocoByproductDataset(va_items, eval_transform(size))
-    cfg = _train_cfg(arch, variant, seed, sizes, num_classes=80, multilabel=True, n_points=80)
+    cfg = _train_cfg(arch, variant, seed, sizes, num_classes=80, multilabel=True, n_points=80, n_extra=len(extras))
     r = train_luab(train, cfg, out_dir=run_dir, progress=False)
     clf = r["model"].classifier().eval()
     cols = coco_columns(clf, data["coco"], "val2014", size=size, device=next(clf.parameters()).device)
     m, notes = {k: v["value"] for k, v in cols.items()}, {k: v["note"] for k, v in cols.items()}
     rec = {"arch": arch, "variant": variant, "seed": seed, "metrics": m, "notes": notes, "train_images": len(train),
-           "drop_outside_labels": drop_outside_labels,
+           "drop_outside_labels": drop_outside_labels, "extras": list(extras),
            "click_coverage": float(np.mean([it["has_point"].any() for it in tr_items])), "history": r["history"],
            "config": {k: v for k, v in vars(cfg).items()}}
     write_json(done, rec)
@@ -217,7 +218,7 @@ def experiment_grid(data: dict, # from `luab_data`
                     log=print, # where the one-line summary of each run goes
                     keep_checkpoints: bool = False, # keep each run's last.pt
                     drop_outside_labels: bool = False, # COCO: the reference loader's label-drop quirk
-                    extras: Sequence[str] = (), # ImageNet: extra byproduct targets (log_hover_s, log_track)
+                    extras: Sequence[str] = (), # extra byproduct targets (ImageNet: log_hover_s, log_track; COCO: luab.data.COCO_EXTRAS)
                    ) -> list[dict]:
     "Train + evaluate every (arch, variant, seed); each run cached under runs_root/<key>/ (resumable)."
     data_key = {k: str(v) for k, v in data.items() if k != "ood"}
@@ -228,12 +229,12 @@ def experiment_grid(data: dict, # from `luab_data`
     for arch in archs:
         for variant in variants:
             for seed in seeds:
-                opts = {"drop_outside_labels": drop_outside_labels} if coco else {"extras": list(extras)}
+                opts = {"drop_outside_labels": drop_outside_labels, "extras": list(extras)} if coco else {"extras": list(extras)}
                 key = stable_hash("coco" if coco else "imagenet", code, data_key, arch, variant, seed, sizes,
                                   *([opts] if drop_outside_labels or extras else []))   # old keys stay valid when both are off
                 d = Path(runs_root) / key
                 t = time.perf_counter()
-                if coco: rec = run_coco(data, arch, variant, seed, sizes, d, keep_checkpoints, drop_outside_labels)
+                if coco: rec = run_coco(data, arch, variant, seed, sizes, d, keep_checkpoints, drop_outside_labels, extras)
                 else: rec = run_imagenet(data, arch, variant, seed, sizes, d, cache_dir, keep_checkpoints, extras)
                 log(f"{arch:10s} {variant:5s} seed {seed}: " + ", ".join(f"{k} {v:.1f}" for k, v in rec["metrics"].items())
                     + f"  ({time.perf_counter() - t:.1f} s)")
