@@ -5,6 +5,7 @@
 # %% ../../nbs/perception/05_predict.ipynb #4fd5aef3
 from __future__ import annotations
 import hashlib, io, json, math, os, re, time, warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ TASKS = ("region", "income")
 __all__ = ['COMBINATIONS', 'GRIDS', 'TASKS', 'CONFIDENCE_COLUMNS', 'SCORING', 'AUTHORS_STRATIFY', 'PAPER_FINDING', 'ML_ONLY',
            'AUTHORS_PROTOCOL', 'param_grid', 'parse_combination', 'feature_matrix', 'confidence_column',
            'confidence_features', 'make_estimator', 'truncate_boosting', 'shared_fits', 'cv_fit', 'best_candidate',
-           'unit_calls', 'refit_unit', 'fit_unit', 'resolve_jobs', 'run_parallel', 'PredictionResult',
+           'unit_calls', 'refit_unit', 'fit_unit', 'resolve_jobs', 'worker_pool', 'run_parallel', 'PredictionResult',
            'refit_unit_saved', 'fit_unit_saved', 'run_prediction', 'per_seed_records', 'baseline_records', 'aggregate',
            'welch_records', 'fallback_records', 'study_records', 'protocol_from_settings', 'sentence_setting',
            'prepare_study', 'action_finding', 'protocol_note', 'plot_combinations']
@@ -264,22 +265,34 @@ def _dask_client(cluster, timeout: str = "10s"):
         raise SettingsError(f"[run] cluster = {cluster!r}: no Dask scheduler answered within {timeout} ({type(e).__name__}). "
                             "Start one (dask scheduler) and give its address, or leave [run] cluster empty (--set run.cluster=)") from None
 
+@contextmanager
+def worker_pool(n_jobs: int = 1, # local processes (-1: all cores)
+                cluster="",      # a Dask scheduler address, Client or cluster; '' = local
+               ):
+    "A `run(calls)` -> results in order, on one pool (and one Dask client) for the whole `with` block."
+    from joblib import Parallel, delayed, parallel_config
+    here = lambda calls: [f(*a) for f, a in calls]
+    if cluster:
+        client = _dask_client(cluster)
+        try:
+            with parallel_config(backend="dask", client=client), Parallel(batch_size=1) as par:
+                yield lambda calls: par(delayed(f)(*a) for f, a in calls)
+        finally:
+            if client is not cluster: client.close()
+        return
+    jobs = resolve_jobs(n_jobs)
+    if jobs == 1:
+        yield here
+        return
+    with Parallel(n_jobs=jobs, backend="loky", batch_size=1, pre_dispatch="all") as par:
+        yield lambda calls: here(calls) if len(calls) <= 1 else par(delayed(f)(*a) for f, a in calls)
+
 def run_parallel(calls: list,      # [(function, argument tuple), ...]
                  n_jobs: int = 1,  # local processes (-1: all cores)
                  cluster="",       # a Dask scheduler address, Client or cluster; '' = local
                 ) -> list:
     "Results of `f(*args)` for each call, in order: a loop, loky processes, or a Dask cluster via joblib."
-    from joblib import Parallel, delayed, parallel_config
-    if cluster:
-        client = _dask_client(cluster)
-        try:
-            with parallel_config(backend="dask", client=client):
-                return Parallel(batch_size=1)(delayed(f)(*a) for f, a in calls)
-        finally:
-            if client is not cluster: client.close()
-    jobs = resolve_jobs(n_jobs)
-    if jobs == 1 or len(calls) <= 1: return [f(*a) for f, a in calls]
-    return Parallel(n_jobs=jobs, backend="loky", batch_size=1, pre_dispatch="all")(delayed(f)(*a) for f, a in calls)
+    with worker_pool(n_jobs, cluster) as run: return run(calls)
 
 # %% ../../nbs/perception/05_predict.ipynb #83250759
 @dataclass
@@ -382,16 +395,16 @@ def run_prediction(task: str,          # "region" or "income"
     g, y, train, test, X, units, paths, done = _units(task, emb, df, combos, seeds, grid, folds, split, stratify, cache, log)
     jobs, t = resolve_jobs(n_jobs), time.perf_counter()
     todo = [u for u in units if u not in done]
-    step = len(todo) if cluster else jobs     # locally, units finish (and are saved) `jobs` at a time: a kill loses little
-    for i in range(0, len(todo), max(1, step)):
-        batch = todo[i:i + max(1, step)]
-        plan = {u: unit_calls(task, X[u[0]], y, train, g, folds, u[1])[0] for u in batch}
-        flat = run_parallel([(cv_fit, c) for u in batch for c in plan[u]], jobs, cluster)
-        per, k = {}, 0
-        for u in batch: per[u], k = flat[k:k + len(plan[u])], k + len(plan[u])
-        new = run_parallel([(refit_unit_saved, (paths.get(u), task, X[u[0]], y, train, test, g, folds, u[1], per[u], None))
-                            for u in batch], jobs, cluster)
-        done.update(zip(batch, new))
+    step = max(1, len(todo) if cluster else jobs)   # locally, units finish (and are saved) `jobs` at a time: a kill loses little
+    with worker_pool(jobs, cluster) as pool:
+        for i in range(0, len(todo), step):
+            batch = todo[i:i + step]
+            plan = {u: unit_calls(task, X[u[0]], y, train, g, folds, u[1])[0] for u in batch}
+            flat = pool([(cv_fit, c) for u in batch for c in plan[u]])
+            per, k = {}, 0
+            for u in batch: per[u], k = flat[k:k + len(plan[u])], k + len(plan[u])
+            done.update(zip(batch, pool([(refit_unit_saved, (paths.get(u), task, X[u[0]], y, train, test, g, folds, u[1], per[u], None))
+                                         for u in batch])))
     res = PredictionResult(task, combos, seeds, np.asarray(test), y[test], float(np.mean(y[train])) if task == "income" else float("nan"),
                            seconds=time.perf_counter() - t, n_jobs=jobs, grid=g, folds=folds)
     for u in units:
