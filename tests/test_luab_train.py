@@ -244,3 +244,76 @@ def test_cli_coco_with_action_history_targets(tmp_path):
     sd = torch.load(out / "last.pt", weights_only=True)["model"]
     assert sd["head.2.weight"].shape[0] == 2 * 80 + 2                    # 80 points and two extra targets
     assert luab_main(["train", "--synthetic", "--coco", "--out", str(tmp_path / "x"), "--extras", "log_track", *_smoke(tmp_path)]) == 2
+
+
+# ---------------------------------------------------------------- COCO targets: the authors' loader, rewritten here
+
+def _reference_coco(record, gt_cat_ids, crop_frac, flip, W, H, names91):
+    """The authors' CocoMultiClsWeakMixSup.__getitem__ (naver-ai/NeglectedFreeLunch, coco_dataloader.ipynb), rewritten:
+    clicks at int pixels, crop box back in int pixels, a class's point only for its ground-truth annotations, and the
+    label of a clicked class whose point left the crop dropped. Returns (points {80 index: (x, y)}, labels set)."""
+    weak = {}
+    for a in record["actionHistories"]:
+        if a["actionType"] == "add":
+            weak[names91.index(a["iconType"])] = (int(a["pointTo"]["y"] * H), int(a["pointTo"]["x"] * W))
+    i, j, h, w = (int(crop_frac[0] * H), int(crop_frac[1] * W), int(crop_frac[2] * H), int(crop_frac[3] * W))
+    cat2cat = {c: k for k, c in enumerate(sorted(c for c, n in enumerate(names91) if n not in ("__background__", "N/A")))}
+    points, labels = {}, set()
+    for cid in gt_cat_ids:
+        m = cat2cat[cid]
+        if cid in weak:
+            py, px = weak[cid]
+            if flip: px = W - px
+            if i <= py <= i + h and j <= px <= j + w:
+                points[m] = ((px - j) / w, (py - i) / h); labels.add(m)
+        else:
+            labels.add(m)
+    return points, labels
+
+
+def test_coco_targets_match_the_reference_loader(tmp_path):
+    import numpy as np
+    from hhperc.luab.data import coco_items, coco_point_target
+    from hhperc.models import coco_categories
+    names91 = list(coco_categories())                                     # torchvision's list: index = COCO category id
+    cats = [{"id": k, "name": n} for k, n in enumerate(names91) if n not in ("__background__", "N/A")]
+    gen = np.random.default_rng(0)
+    W, H = 640, 480
+    images, anns, records = [], [], []
+    for iid in range(1, 41):
+        gt = sorted(gen.choice([c["id"] for c in cats], size=int(gen.integers(1, 5)), replace=False).tolist())
+        clicked = gt[: int(gen.integers(0, len(gt) + 1))] + [int(gen.choice([c["id"] for c in cats]))]   # + one click that may be off-GT
+        images.append({"id": iid, "file_name": f"COCO_train2014_{iid:012d}.jpg", "width": W, "height": H})
+        anns += [{"id": len(anns) + k + 1, "image_id": iid, "category_id": c} for k, c in enumerate(gt)]
+        acts = [{"actionType": "add", "iconType": names91[c], "pointFrom": None, "timeAt": 1000 + k,
+                 "pointTo": {"x": float(gen.uniform(0.02, 0.98)), "y": float(gen.uniform(0.02, 0.98))}} for k, c in enumerate(clicked)]
+        records.append({"image_id": iid, "worker_id": "W", "hit_id": "h", "page_id": 1, "originalImageWidth": W,
+                        "originalImageHeight": H, "imageWidth": 450, "imageHeight": 450, "timeSpent": 5000,
+                        "actionHistories": acts, "categoryHistories": [], "mouseTracking": []})
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_train2014.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    (tmp_path / "coco_ab.json").write_text(json.dumps(records))
+    items = coco_items(tmp_path, "train2014", tmp_path / "coco_ab.json")
+    compared = 0
+    for it, rec in zip(items, records):
+        gt_ids = sorted({a["category_id"] for a in anns if a["image_id"] == it["image_id"]})
+        for _ in range(60):
+            frac = (gen.uniform(0, 0.5), gen.uniform(0, 0.5), gen.uniform(0.3, 0.5), gen.uniform(0.3, 0.5))
+            flip = bool(gen.integers(0, 2))
+            # the authors' flip rewrites the crop box to the mirrored image's (j -> 1 - j - w) before comparing
+            ref_frac = (frac[0], 1 - frac[1] - frac[3], frac[2], frac[3]) if flip else frac
+            ref_pts, ref_lab = _reference_coco(rec, gt_ids, ref_frac, flip, W, H, names91)
+            crop = (int(frac[0] * H), int(frac[1] * W), int(frac[2] * H), int(frac[3] * W))
+            xy, wt, lab = coco_point_target(it["points"], it["has_point"], crop, flip, (W, H), it["label"], drop_outside_labels=True)
+            px = it["points"][:, 0] if not flip else W - it["points"][:, 0]
+            cj = W - crop[1] - crop[3] if flip else crop[1]                # the crop's left edge in the shown image
+            near = (np.abs(px - cj) < 3) | (np.abs(px - cj - crop[3]) < 3) | \
+                   (np.abs(it["points"][:, 1] - crop[0]) < 3) | (np.abs(it["points"][:, 1] - crop[0] - crop[2]) < 3)
+            for m in range(80):
+                if near[m] and it["has_point"][m]: continue                  # int pixels vs ours: the border may differ
+                assert (lab[m].item() == 1) == (m in ref_lab), (it["image_id"], m)
+                assert (wt[m] > 0) == (m in ref_pts), (it["image_id"], m)
+                if m in ref_pts:
+                    np.testing.assert_allclose(xy[m], ref_pts[m], atol=3 / min(crop[2], crop[3]))   # int pixels there
+                    compared += 1
+    assert compared > 400                                                  # clicked GT classes inside the crop, compared
