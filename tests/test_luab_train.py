@@ -317,3 +317,20 @@ def test_coco_targets_match_the_reference_loader(tmp_path):
                     np.testing.assert_allclose(xy[m], ref_pts[m], atol=3 / min(crop[2], crop[3]))   # int pixels there
                     compared += 1
     assert compared > 400                                                  # clicked GT classes inside the crop, compared
+
+
+def test_metrics_log_writes_tensorboard_when_installed(tmp_path, monkeypatch):
+    """tensorboard is optional: with a SummaryWriter importable, every numeric metric of the epoch is logged at its epoch."""
+    import sys, types
+    from hhperc.luab.train import MetricsLog
+    calls = []
+
+    class Writer:
+        def __init__(self, logdir): calls.append(("dir", logdir))
+        def add_scalar(self, k, v, step): calls.append((k, v, step))
+        def flush(self): calls.append(("flush",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    MetricsLog(tmp_path).write([{"epoch": 1, "loss": 0.5, "val_top1": 25.0, "note": "x"}])
+    assert calls == [("dir", str(tmp_path / "tb")), ("loss", 0.5, 1), ("val_top1", 25.0, 1), ("flush",)]
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["epoch,loss,val_top1,note", "1,0.5,25.0,x"]
