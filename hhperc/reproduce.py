@@ -82,8 +82,8 @@ def paper_run(profile: str = "smoke",   # smoke | default | full
     return run
 
 # %% ../nbs/90_reproduce.ipynb #1ca0284f
-ORDER = ["demo_settings", "ds_dataset", "ds_similarity", "ds_region", "ds_income", "luab_imagenet", "luab_coco",
-         "hhi_pseudolabels", "hhi_benchmark"]
+ORDER = ["demo_settings", "ds_dataset", "ds_similarity", "ds_region", "ds_income", "ds_findings", "ds_annotators",
+         "luab_imagenet", "luab_coco", "luab_byproducts", "hhi_pseudolabels", "hhi_benchmark"]
 
 def paper_dir() -> Path:
     "The paper notebooks shipped with the package."
@@ -318,7 +318,9 @@ def run_one(name: str, src: Path, out: Path, params: dict, st: Settings, memo_ro
 
 # %% ../nbs/90_reproduce.ipynb #52dfddbd
 _MODE_WORDS = {"real": "real data", "synthetic": "synthetic data", "tiny": "tiny random models",
-               "bundled": "substitute model (bundled MiniLM-L6; the paper used L12)", "user": "user-supplied data"}
+               "bundled": "substitute model (bundled MiniLM-L6; the paper used L12)", "user": "user-supplied data",
+               "L6": "substitute encoder (bundled all-MiniLM-L6-v2; the paper used L12)",
+               "substitute": "a substitute model, not the paper's"}
 
 def mode_words(mode: str, # a table mode such as 'synthetic+tiny'
               ) -> str:

@@ -10,7 +10,10 @@ import pandas as pd
 from .config import ASSETS, write_csv, write_text, write_json
 
 COLUMNS = ["table", "row", "variant", "metric", "value", "std", "n", "paper", "mode"]
-MODES = {"real", "synthetic", "tiny", "synthetic+tiny", "real+tiny", "synthetic+bundled", "real+bundled", "user"}
+# A mode is where the data came from (real | synthetic | user), optionally + what stands in for the paper's models:
+# tiny (random models of the papers' architectures), bundled / L6 (the bundled MiniLM-L6 for the paper's L12),
+# substitute (another model than the paper's). Only bare `real` is a reproduction.
+MODES = {"tiny"} | {b + q for b in ("real", "synthetic", "user") for q in ("", "+tiny", "+bundled", "+L6", "+substitute")}
 
 class TableError(ValueError):
     "A result table that does not follow the long format."
