@@ -34,7 +34,7 @@ class Dist:
 # %% auto #0
 __all__ = ['log', 'Dist', 'start_distributed', 'stop_distributed', 'seed_rank', 'worker_init_fn', 'rank0_first', 'Precision',
            'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'reduce_means', 'resume', 'run_epoch',
-           'fit', 'spawn_local', 'last_complete_checkpoint']
+           'fit', 'ddp_wrap', 'progress_bar', 'spawn_local', 'last_complete_checkpoint']
 
 # %% ../nbs/05_train.ipynb #764c73cb
 def start_distributed(device: str | torch.device = "auto",   # a device setting or a torch.device
@@ -227,10 +227,10 @@ def fit(model: nn.Module,                  # the bare model, already on `d.devic
     ck = resume(checkpoint, key, d, model, optimizer, scheduler, scaler, mismatch)
     start, history, steps = (ck["epoch"], list(ck["history"]), ck["step"]) if ck else (0, [], 0)
     if ck is None: seed_rank(seed, d.rank)
-    net = _ddp(model, d)
+    net = ddp_wrap(model, d)
     for epoch in range(start, epochs):
         model.train(); t0 = time.perf_counter()
-        bar = _progress(batches(epoch), bool(progress) and d.main, f"{progress} epoch {epoch + 1}/{epochs}")
+        bar = progress_bar(batches(epoch), bool(progress) and d.main, f"{progress} epoch {epoch + 1}/{epochs}")
         sums, n, steps, complete = run_epoch(net, step, bar, epoch, optimizer, scheduler, scaler, precision,
                                              grad_clip, steps, max_steps, bar if hasattr(bar, "set_postfix") else None)
         if not complete: break
@@ -246,12 +246,18 @@ def fit(model: nn.Module,                  # the bare model, already on `d.devic
         if max_steps and steps >= max_steps: break
     return {"history": history, "seed": seed + d.rank, "resumed_at": start, "steps": steps}
 
-def _ddp(model: nn.Module, d: Dist) -> nn.Module:
+def ddp_wrap(model: nn.Module, # the model to train
+             d: Dist,         # the process group (`start_distributed`)
+            ) -> nn.Module:
+    "`model` wrapped in DistributedDataParallel when there is more than one process (on this rank's GPU), else itself."
     if d.world == 1: return model
     from torch.nn.parallel import DistributedDataParallel as DDP
     return DDP(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
 
-def _progress(it, enabled: bool, desc: str):
+def progress_bar(it,            # an iterable (batches)
+                 enabled: bool, # False: `it` unchanged (ranks other than 0, or progress off)
+                 desc: str):    # the bar's label
+    "A tqdm bar over `it` when enabled."
     if not enabled: return it
     from tqdm.auto import tqdm
     return tqdm(it, desc=desc, leave=False, mininterval=1.0)

@@ -14,7 +14,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, Dataset, Subset
 from ..config import pick_device, seed_everything, write_csv, write_torch
-from ..train import (Dist, Precision, load_checkpoint, reduce_means, resume, run_epoch, save_checkpoint, seed_rank,
+from ..train import (Dist, ddp_wrap, progress_bar, Precision, load_checkpoint, reduce_means, resume, run_epoch, save_checkpoint, seed_rank,
                           spawn_local, start_distributed, worker_init_fn)
 from .model import LuabLoss, LuabModel, build_model, rand_targets, VARIANTS
 from .data import collate_skipping, mix_batch, skip_bad
@@ -266,16 +266,6 @@ def _device_for(cfg: TrainConfig) -> torch.device:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))); torch.cuda.set_device(dev)
     return dev
 
-def _wrap(model: nn.Module, d: Dist) -> nn.Module:
-    if d.world == 1: return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    return DDP(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-
-def _bar(it, on: bool, desc: str):
-    if not on: return it
-    from tqdm.auto import tqdm
-    return tqdm(it, desc=desc, leave=False, mininterval=1.0)
-
 def _validate(model, ema, val, d, prec) -> dict:
     if val is None: return {}
     out = {f"val_{k}": v for k, v in evaluate(model, val, d, prec).items()}
@@ -312,11 +302,11 @@ def train_luab(dataset: Dataset, cfg: TrainConfig,
     st = resume(ck, key, d, model, opt, hooks, scaler)
     start, history, steps = (st["epoch"], list(st["history"]), st["step"]) if st else (0, [], 0)
     if st is None: seed_rank(cfg.seed, d.rank)                               # rank r draws its augmentations from seed + r
-    net, step, mlog = _wrap(model, d), luab_step(cfg, prec, d.rank), MetricsLog(out_dir if d.main else None)
+    net, step, mlog = ddp_wrap(model, d), luab_step(cfg, prec, d.rank), MetricsLog(out_dir if d.main else None)
     skipped, seen = ReadReport(source="training images"), set()
     for epoch in range(start, cfg.epochs):
         model.train(); loader.sampler.set_epoch(epoch); t0 = time.perf_counter()
-        bar = _bar(skip_bad(loader, skipped, seen), progress and d.main, f"{cfg.arch}/{cfg.variant} epoch {epoch + 1}/{cfg.epochs}")
+        bar = progress_bar(skip_bad(loader, skipped, seen), progress and d.main, f"{cfg.arch}/{cfg.variant} epoch {epoch + 1}/{cfg.epochs}")
         sums, n, steps, complete = run_epoch(net, step, bar, epoch, opt, hooks, scaler, prec, cfg.grad_clip, steps, max_steps,
                                              bar if hasattr(bar, "set_postfix") else None)
         if not complete: break
