@@ -390,8 +390,9 @@ def _(w, tmp):
         x.write_text(re.sub(r"<size>.*?</size>", "", x.read_text(), flags=re.S))
     r = ok(_luab(w, tmp / "o", d / "imagenet", d / "imagenet_ab"))
     m = json.loads((tmp / "o" / "metrics.json").read_text())
-    assert m["byproducts_skipped"] == 3 and m["byproduct_skip_reasons"] == {"missing field": 3}, m
-    assert "3 skipped" in r.stderr
+    # a missing <size> is unrelated to the click: the record and its click are kept, the field error counted
+    assert m["byproducts_skipped"] == 0 and m["byproduct_skip_reasons"] == {"field error, record kept": 3}, m
+    assert "0 skipped" in r.stderr and "field error, record kept" in r.stderr
 
 
 @case("luab", "wrong_file_type")
@@ -424,8 +425,8 @@ def _(w, tmp):
 @case("luab", "full_disk")
 def _(w, tmp, disk):
     ok(_luab(w, tmp / "size", epochs=1))
-    ck = (tmp / "size" / "last.pt").stat().st_size
-    disk.fill(leave=int(ck * 1.5))                # room for the first checkpoint, not for its replacement
+    last, best = ((tmp / "size" / f).stat().st_size for f in ("last.pt", "best.pt"))   # epoch 1 writes both
+    disk.fill(leave=int(last + best + 0.5 * last))   # room for epoch 1's checkpoints, not for the replacement of last.pt
     out = disk.root / "o"
     clear_error(_luab(w, out, epochs=2), "could not write", "last.pt", "Free space")
     import torch
@@ -472,6 +473,10 @@ def _(w, tmp):
 def _(w, tmp):
     clear_error(_hhi(w, tmp / "o", None, "--set", f"models.summarizer={tmp / 'gone'}"), "[models] summarizer", "does not exist")
     assert not (tmp / "o").exists()                                    # failed before doing any work
+    # the spaCy pipeline is optional: --method spacy names the fix, auto falls back to the rules
+    gone = ("hhi", "extract", "--caption", "[NAME] hugs [NAME].", "--set", "models.spacy=no_such_pipeline_xyz")
+    clear_error(cli(*gone, "--method", "spacy"), "no_such_pipeline_xyz", "python -m spacy download", "--spacy-model")
+    assert ok(cli(*gone)).stdout.startswith("_ hugging _\t")
 
 
 @case("hhi", "interrupted_resumed")
