@@ -1076,8 +1076,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                       'hhperc/perception/predict.py')},
             'hhperc.perception.similarity': { 'hhperc.perception.similarity._items': ( 'perception/similarity.html#_items',
                                                                                        'hhperc/perception/similarity.py'),
-                                              'hhperc.perception.similarity._known_mode': ( 'perception/similarity.html#_known_mode',
-                                                                                            'hhperc/perception/similarity.py'),
                                               'hhperc.perception.similarity._load_npz': ( 'perception/similarity.html#_load_npz',
                                                                                           'hhperc/perception/similarity.py'),
                                               'hhperc.perception.similarity._raw': ( 'perception/similarity.html#_raw',

@@ -353,10 +353,6 @@ def low_level_records(df: pd.DataFrame,                 # the checked table (raw
 # %% ../../nbs/perception/04_similarity.ipynb #e9ddb36c
 PAPER_SENTENCE = "sentence-transformers/all-MiniLM-L12-v2"
 
-def _known_mode(*candidates) -> str:
-    from hhperc.tables import MODES
-    return next((m for m in candidates if m in MODES), candidates[-1])
-
 def table_mode(data_mode: str,       # the mode `study_table` returned ("real", "synthetic", "user", "synthetic+tiny", ...)
                sentence_setting: str, # the sentence encoder setting used
               ) -> str:
@@ -365,11 +361,11 @@ def table_mode(data_mode: str,       # the mode `study_table` returned ("real", 
     parts = str(data_mode).split("+")
     base = parts[0] if parts[0] in ("real", "synthetic", "user") else "user"   # an annotation-level mode (tiny, substitute): images unknown
     spec = resolve_spec(sentence_setting, "sentence")
-    if "tiny" in parts or spec.kind == "tiny": return _known_mode(f"{base}+tiny", "tiny")
+    if "tiny" in parts or spec.kind == "tiny": return f"{base}+tiny"
     if "substitute" in parts: return f"{base}+substitute"
-    if spec.kind == "bundled" or "L6" in str(sentence_setting): return _known_mode(f"{base}+L6", f"{base}+bundled", base)
+    if spec.kind == "bundled" or "L6" in str(sentence_setting): return f"{base}+L6"
     if str(sentence_setting).rstrip("/").split("/")[-1] == PAPER_SENTENCE.split("/")[-1]: return base
-    return f"{base}+substitute"      # never the bare data mode: a table format without this mode refuses it, loudly
+    return f"{base}+substitute"      # never the bare data mode
 
 # %% ../../nbs/perception/04_similarity.ipynb #87d2c38f
 # published (study table, row, variant, metric) -> ours
