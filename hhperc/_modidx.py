@@ -1181,6 +1181,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                    'hhperc/reproduce.py'),
                                   'hhperc.reproduce._copy_atomic': ('reproduce.html#_copy_atomic', 'hhperc/reproduce.py'),
                                   'hhperc.reproduce._data_fingerprints': ('reproduce.html#_data_fingerprints', 'hhperc/reproduce.py'),
+                                  'hhperc.reproduce._data_inputs': ('reproduce.html#_data_inputs', 'hhperc/reproduce.py'),
                                   'hhperc.reproduce._finish_manifest': ('reproduce.html#_finish_manifest', 'hhperc/reproduce.py'),
                                   'hhperc.reproduce._memo_restore': ('reproduce.html#_memo_restore', 'hhperc/reproduce.py'),
                                   'hhperc.reproduce._memo_store': ('reproduce.html#_memo_store', 'hhperc/reproduce.py'),

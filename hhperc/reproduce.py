@@ -251,6 +251,10 @@ def _snapshot(out: Path) -> dict:
 def _copy_atomic(src: Path, dst: Path):
     with atomic_write(dst, "wb") as f, open(src, "rb") as g: shutil.copyfileobj(g, f)
 
+def _data_inputs(out: Path, produced) -> dict:
+    "Fingerprints of the files under out/data/ that a notebook found there (earlier notebooks' data), minus its own."
+    return {rel: fingerprint(out / rel) for rel in sorted(_snapshot(out)) if rel.startswith("data/") and rel not in produced}
+
 def _memo_store(cache_root: Path, key: str, out: Path, before: dict, executed: Path):
     "Keep the files that changed since `before` and the executed notebook under cache/notebooks/<key>/."
     after = _snapshot(out)
@@ -260,16 +264,18 @@ def _memo_store(cache_root: Path, key: str, out: Path, before: dict, executed: P
     _copy_atomic(executed, d / "executed.ipynb")
     sums = {rel: fingerprint(d / "files" / rel) for rel in produced}
     sums["executed.ipynb"] = fingerprint(d / "executed.ipynb")
-    write_json(d / "record.json", {"files": sums, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})  # written last: the commit mark
+    inputs = _data_inputs(out, set(produced))      # what it could read from earlier notebooks: part of what it depends on
+    write_json(d / "record.json", {"files": sums, "inputs": inputs, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})  # written last
 
 def _memo_restore(cache_root: Path, key: str, out: Path, executed: Path) -> bool:
-    "Copy a stored run back into `out`; False (nothing copied) when there is none or a stored file is damaged."
+    """Copy a stored run back into `out`; False (nothing copied) when there is none, a stored file is damaged, or the
+    earlier notebooks' data in `out/data/` differs from what the stored run found (it would have read other data)."""
     d = cache_root / "notebooks" / key
     rec = d / "record.json"
     if not rec.exists(): return False
-    try: sums = json.loads(rec.read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError): return False           # a damaged record: run the notebook again
-    if not isinstance(sums, dict): return False
+    try: r = json.loads(rec.read_text()); sums, inputs = r["files"], r.get("inputs", {})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError): return False   # a damaged record: run the notebook again
+    if not isinstance(sums, dict) or _data_inputs(out, set(sums)) != inputs: return False
     where = lambda f: d / "executed.ipynb" if f == "executed.ipynb" else d / "files" / f
     if not all(where(f).is_file() and fingerprint(where(f)) == h for f, h in sums.items()): return False   # damaged copy
     for f in (f for f in sums if f != "executed.ipynb"): _copy_atomic(d / "files" / f, out / f)
